@@ -1,0 +1,80 @@
+"""Safe output: atomic file writes and writable-folder checks (design.md, Conventions).
+
+Every write goes to a hidden temp file in the target's folder and is moved into place with
+``os.replace``, so a reader sees either the old file or the new one, never half of one. Any
+``OSError`` becomes an :class:`~mien.errors.OutputError` that names the path and the fix; the
+temp file is removed on every failure, interruptions included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from PIL import Image
+
+from mien.errors import OutputError
+
+
+def _reason(path: Path, e: OSError) -> str:
+    """One line saying why ``path`` could not be written and what to do."""
+    if e.errno == errno.ENOSPC:
+        return f"cannot write {path}: disk full: free space or choose another --out"
+    if isinstance(e, PermissionError) or e.errno == errno.EROFS:
+        return (
+            f"cannot write {path}: permission denied or read-only file system; "
+            "choose another --out or fix its permissions"
+        )
+    return f"cannot write {path} ({e.strerror or e}); choose another --out"
+
+
+def ensure_writable_dir(path) -> Path:
+    """Create folder ``path`` (and its parents) and check that files can be written in it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file, not a folder; choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".mien-probe-{secrets.token_hex(4)}"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(_reason(path, e)) from None
+    return path
+
+
+def _atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write`` on a temp file beside ``path``, then move it onto ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        # os.open with mode 0o666 honours the umask, unlike tempfile's private 0o600 files.
+        with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OutputError(_reason(path, e)) from None
+        raise
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_png(image: Image.Image, path) -> Path:
+    """Save a PIL image as PNG to ``path`` atomically."""
+    return _atomic_write(path, lambda f: image.save(f, format="PNG"))

@@ -1,0 +1,1 @@
+"""Reports: PNG image grids, plots and HTML pages (design.md, data flow)."""
