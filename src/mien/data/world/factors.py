@@ -131,7 +131,9 @@ class Design:
             out.append(f)
         return out
 
-    def __len__(self) -> int | None:
+    @property
+    def size(self) -> int | None:
+        """Number of distinct items of a finite design, None for an unbounded one."""
         return None
 
     def uniforms(self, seed: int, index: np.ndarray, names) -> dict[str, torch.Tensor]:
@@ -218,7 +220,8 @@ class Factorial(Design):
             cells += [(e, 0.0)] if e == "neutral" else [(e, float(i)) for i in self.intensities]
         return cells
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         return self.n_identities * len(self.cells()) * len(self.views)
 
     def identity_of(self, index):
@@ -230,8 +233,8 @@ class Factorial(Design):
 
     def draw(self, seed, index):
         index = np.asarray(index, dtype=np.int64).reshape(-1)
-        if len(index) and (index.min() < 0 or index.max() >= len(self)):
-            raise ConfigError(f"factorial design has {len(self)} cells; index out of range")
+        if len(index) and (index.min() < 0 or index.max() >= self.size):
+            raise ConfigError(f"factorial design has {self.size} cells; index out of range")
         out = super().draw(seed, index)
         cells, nv = self.cells(), len(self.views)
         cell = torch.from_numpy((index // nv) % len(cells))

@@ -1,0 +1,77 @@
+"""Torch data sets of world faces, generated on the fly and deterministic per index.
+
+Items follow the sample-dict contract of design.md: ``image`` (3 x S x S in [-1, 1]),
+``landmarks2d`` (68 x 2 in [0, 1]), ``landmarks3d`` (68 x 3, posed, x/y as landmarks2d and z
+towards the camera), ``label`` (the expression), ``attributes`` (the binary factors) and
+``factors``. ``__getitems__`` renders a whole batch in one vectorised call, so a DataLoader with
+a batch size gets batched rendering for free.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from mien.data.factors import Factor
+from mien.data.world.factors import Design, make_design
+from mien.data.world.render import render
+from mien.errors import ConfigError
+
+
+def check_size(size: int) -> int:
+    if not isinstance(size, int) or not 32 <= size <= 256:
+        raise ConfigError(f"image size {size!r} is not supported; choose an integer from 32 to 256")
+    return size
+
+
+class WorldDataset(Dataset):
+    """``n`` world faces of ``size`` pixels drawn by ``design`` ('iid', 'factorial', 'correlated' or
+    a :class:`Design`; keyword arguments go to the design) from ``seed``. ``n`` defaults to the
+    number of cells of a finite design."""
+
+    def __init__(self, n: int | None = None, size: int = 64, seed: int = 0, design: str | Design = "iid",
+                 **design_kwargs):
+        self.design = make_design(design, **design_kwargs)
+        cells = self.design.size
+        if n is None:
+            if cells is None:
+                raise ConfigError("give the number of faces n for an unbounded design")
+            n = cells
+        if n < 1 or (cells is not None and n > cells):
+            raise ConfigError(f"n={n} is not possible here; use 1..{cells or 'any'}")
+        self.n, self.size, self.seed = int(n), check_size(size), int(seed)
+        self.factors: list[Factor] = self.design.factors()
+        self.binary = [f.name for f in self.factors if f.kind == "binary"]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def draw(self, indices) -> dict[str, torch.Tensor]:
+        """Factor values of the given items."""
+        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.n):
+            raise IndexError(f"index out of range for a data set of {self.n} faces")
+        return self.design.draw(self.seed, idx.numpy())
+
+    def batch(self, indices) -> dict:
+        """The collated batch of the given items (what a DataLoader would yield)."""
+        f = self.draw(indices)
+        image, lm2, lm3 = render(f, self.size)
+        return {
+            "image": image, "landmarks2d": lm2, "landmarks3d": lm3, "label": f["expression"].long(),
+            "attributes": torch.stack([f[n].float() for n in self.binary], 1),
+            "factors": {k: (v.float() if v.is_floating_point() else v.long()) for k, v in f.items()},
+        }
+
+    def __getitems__(self, indices) -> list[dict]:
+        b = self.batch(indices)
+        return [{k: ({n: t[i] for n, t in v.items()} if isinstance(v, dict) else v[i]) for k, v in b.items()}
+                for i in range(len(b["image"]))]
+
+    def __getitem__(self, i: int) -> dict:
+        return self.__getitems__([i])[0]
+
+    def samples(self, batch_size: int = 256):
+        """Iterate over all items in order, rendering ``batch_size`` faces at a time."""
+        for start in range(0, self.n, batch_size):
+            yield from self.__getitems__(range(start, min(start + batch_size, self.n)))
