@@ -16,7 +16,7 @@ import torch
 
 from mien.data.factors import Factor
 from mien.data.world.geometry import EXPRESSIONS, SHAPE_MODES
-from mien.errors import ConfigError
+from mien.errors import ConfigError, DataError
 
 HAIR_STYLES = ("short", "long", "fringe", "bald")
 EYE_COLOURS = ("brown", "blue", "green", "grey")
@@ -118,6 +118,8 @@ class Design:
         for name in list(self.fixed) + list(self.ranges):
             if name not in known:
                 raise ConfigError(f"unknown world factor {name!r}; known factors: {', '.join(known)}")
+        for name, value in self.fixed.items():
+            self.fixed_value(known[name], value)
         out = []
         if self.n_identities is not None:
             out.append(Factor("identity", "categorical", values=tuple(str(i) for i in range(self.n_identities)),
@@ -159,12 +161,17 @@ class Design:
         self.apply_fixed(out, schema)
         return out
 
+    @staticmethod
+    def fixed_value(factor: Factor, value) -> float | int:
+        try:
+            return factor.index(value) if factor.discrete else float(value)
+        except (DataError, TypeError, ValueError) as e:
+            raise ConfigError(f"cannot fix {factor.name!r} to {value!r}: {e}") from None
+
     def apply_fixed(self, values: dict, schema: list[Factor]) -> None:
         known = {f.name: f for f in schema}
         for name, value in self.fixed.items():
-            f = known[name]
-            v = f.index(value) if f.discrete else float(value)
-            values[name] = torch.full_like(values[name], v)
+            values[name] = torch.full_like(values[name], self.fixed_value(known[name], value))
 
 
 @dataclass

@@ -72,12 +72,14 @@ def convex_sdf(p, verts: torch.Tensor) -> torch.Tensor:
 
 def ellipse_sdf(uv, rx, ry) -> torch.Tensor:
     """Approximate signed distance to an axis-aligned ellipse in local coordinates uv, radii rx, ry
-    (floats or B tensors); Quilez's first-order estimate, exact on the boundary."""
+    (floats or B tensors): Quilez's first-order estimate (k0 - 1) k0 / k1, exact on the boundary;
+    k0 / k1 tends to the radius along the direction of approach, so the centre takes the smaller."""
     rx, ry = _col(rx), _col(ry)
     ux, uy = uv[0] / rx, uv[1] / ry
     k0 = (ux * ux + uy * uy).sqrt()
-    k1 = ((ux / rx) ** 2 + (uy / ry) ** 2).sqrt().clamp_min(1e-8)
-    return k0 * (k0 - 1.0) / k1
+    k1 = ((ux / rx) ** 2 + (uy / ry) ** 2).sqrt()
+    ratio = torch.where(k1 > 1e-12, k0 / k1.clamp_min(1e-12), torch.minimum(torch.as_tensor(rx), torch.as_tensor(ry)))
+    return (k0 - 1.0) * ratio
 
 
 def box_sdf(uv, hx, hy, radius) -> torch.Tensor:
