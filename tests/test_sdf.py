@@ -83,7 +83,7 @@ def test_canvas_windows_clip_to_image_and_paint_only_their_face():
     canvas = Canvas(bg)
     w = canvas.window(torch.tensor([1]), torch.tensor([[-3.0, -3.0]]), torch.tensor([[3.0, 3.0]]))
     assert w.ix.min() >= 0 and w.iy.min() >= 0
-    w.paint(torch.ones(1, 3), torch.ones(1, w.index.shape[1]))
+    w.paint(torch.ones(1, 3), torch.ones(1, w.ix.shape[1]))
     w.commit()
     img = canvas.image()
     assert img[0].abs().sum() == 0

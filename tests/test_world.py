@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mien.data.world import EXPRESSIONS, Factorial, WorldDataset, make_design, render
+from mien.data.world import EXPRESSIONS, Factorial, WorldDataset, render_faces
 from mien.data.world import geometry as geo
 from mien.errors import ConfigError
 
@@ -184,8 +184,8 @@ def test_aux_points_are_a_linear_function_of_landmarks():
     coeffs = torch.stack([f[f"shape_{m}"] for m in geo.SHAPE_MODES], 1)
     shape = geo.neutral_shape(coeffs, f["sex"], f["age"]) + geo.expression_displacement(f["expression"], f["intensity"])
     assert torch.allclose(geo.aux_from_landmarks(shape[:, :68]), shape, atol=1e-4)
-    img_a = render(f, 64)[0]
-    img_b = render(f, 64, landmarks=shape[:, :68])[0]
+    img_a = render_faces(f, 64)[0]
+    img_b = render_faces(f, 64, landmarks=shape[:, :68])[0]
     assert (img_a - img_b).abs().max() < 0.05
 
 

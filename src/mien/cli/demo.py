@@ -22,9 +22,9 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="Output folder."),
     tour = WorldDataset(8 * 8, 64, seed, fixed={"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "intensity": 1.0})
     f = tour.draw(range(64))
     f["expression"] = torch.arange(8).repeat(8)
-    from mien.data.world import render
+    from mien.data.world import render_faces
 
-    images = render(f, 64)[0]
+    images = render_faces(f, 64)[0]
     save_grid(images, out / "expressions.png", nrow=8, scale=2, labels=[EXPRESSIONS[i] for i in f["expression"]])
     export_samples(ds.samples(), ds.factors, out / "data", n=len(ds))
     typer.echo(f"wrote {out}/world.png, {out}/expressions.png and the data set {out}/data")

@@ -27,6 +27,7 @@ FRAMES = torch.tensor([[0.05, 0.05, 0.05], [0.42, 0.22, 0.08], [0.70, 0.10, 0.10
 WHITE, DARK = torch.tensor([0.95, 0.94, 0.92]), torch.tensor([0.08, 0.06, 0.05])
 FACE_OUTLINE = list(geo.JAW) + [geo.AUX[f"forehead{i}"] for i in range(9)]
 EYES_IDX = (list(geo.REYE), list(geo.LEYE))
+SIDE_EDGES = [0, 1, 14, 15, 16, 17, 24, 25]  # outline edges beside the brows and eyes
 
 
 def palette(colours: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -190,16 +191,18 @@ def _hair(canvas, fc):
 
 
 def _face(canvas, fc):
+    """Skin inside the face outline, Lambert-shaded with the normal of an ellipsoid fitted to the
+    face: n = R (u, v, sqrt(1 - u^2 - v^2)), (u, v) the normalised face-plane coordinates."""
     w = fc.around(canvas, FACE_OUTLINE, 0.0)
     alpha = coverage(convex_sdf(w.p, fc.xy[:, FACE_OUTLINE]))
     u, v = fc.local(w.p, fc.at(geo.AUX["face_centre"]))
-    u, v = u / 1.05, v / 1.35
-    nz = (1 - u * u - v * v).clamp_min(0.05).sqrt()
+    u, v = u.mul_(1 / 1.05), v.mul_(1 / 1.35)
+    nz = (1 - u * u).sub_(v * v).clamp_(min=0.05).sqrt_()
     az = fc.f["light_azimuth"].float() * math.radians(55)
     light = torch.stack([torch.sin(az), torch.full_like(az, 0.35), torch.cos(az)], -1)
     light = (fc.rot.transpose(1, 2) @ (light / light.norm(dim=-1, keepdim=True))[..., None])[..., 0]
-    lambert = u * light[:, 0:1] + v * light[:, 1:2] + nz * light[:, 2:3]
-    shade = 0.62 + 0.42 * lambert.clamp_min(0)
+    lambert = u.mul_(light[:, 0:1]).addcmul_(v, light[:, 1:2]).addcmul_(nz, light[:, 2:3])
+    shade = lambert.clamp_(min=0).mul_(0.42).add_(0.62)
     w.paint(fc.col["skin"][:, None] * shade[..., None], alpha)
     w.commit()
 
@@ -248,7 +251,8 @@ def _brows(canvas, fc):
     half = fc.px(0.045 + 0.02 * fc.f["sex"].float())
     for idx in (list(geo.RBROW), list(geo.LBROW)):
         w = fc.around(canvas, idx, 0.08)
-        brow = torch.maximum(polyline_distance(w.p, fc.xy[:, idx]) - half, convex_sdf(w.p, fc.xy[:, FACE_OUTLINE]))
+        outline = convex_sdf(w.p, fc.xy[:, FACE_OUTLINE], SIDE_EDGES)
+        brow = torch.maximum(polyline_distance(w.p, fc.xy[:, idx]) - half, outline)
         w.paint(fc.col["brow"], coverage(brow))
         w.commit()
 
@@ -304,11 +308,18 @@ def _nose(canvas, fc):
 
 
 def _mouth(canvas, fc):
-    b = len(fc.rows)
+    """Lips, the lip line, and where the inner lips part, the mouth opening with the upper teeth."""
     outer, inner = list(geo.OUTER_LIP), list(geo.INNER_LIP)
     w = fc.around(canvas, outer, 0.02)
     w.paint(fc.col["lip"], coverage(polygon_sdf(w.p, fc.xy[:, outer])))
     w.paint(fc.col["lip"] * 0.45, coverage(polyline_distance(w.p, fc.xy[:, inner[:5]]) - fc.px(0.013)))
+    w.commit()
+    gap = (fc.xy[:, [67, 66, 65]] - fc.xy[:, [61, 62, 63]]).norm(dim=-1).amax(1)
+    fc = fc.select(gap > 0.3)
+    if fc is None:
+        return
+    b = len(fc.rows)
+    w = fc.around(canvas, inner, 0.0)
     opening = polygon_sdf(w.p, fc.xy[:, inner])
     w.paint(torch.tensor([0.22, 0.06, 0.07]).expand(b, 3), coverage(opening))
     below_mid = -fc.local(w.p, (fc.xy[:, 62] + fc.xy[:, 66]) / 2)[1] * fc.px(1)  # teeth: upper half

@@ -54,19 +54,21 @@ def polygon_sdf(p, verts: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, -d, d)
 
 
-def convex_sdf(p, verts: torch.Tensor) -> torch.Tensor:
+def convex_sdf(p, verts: torch.Tensor, edges=None) -> torch.Tensor:
     """Signed distance to a convex polygon as the max over its edges' half-planes: exact inside and
-    along edges, an under-estimate only off its corners, which is enough for anti-aliasing."""
+    along edges, an under-estimate only off its corners, which is enough for anti-aliasing.
+    ``edges`` (indices i of edges from vertex i to i+1) keeps only those half-planes: a cheaper,
+    larger region for clipping shapes that can only cross those edges."""
     nxt = torch.roll(verts, -1, 1)
     e = nxt - verts
     area = (verts[..., 0] * nxt[..., 1] - nxt[..., 0] * verts[..., 1]).sum(1)
     n = torch.stack([e[..., 1], -e[..., 0]], -1) / e.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     n = n * torch.sign(area)[:, None, None]  # outward normals whatever the orientation
     c = (n * verts).sum(-1, keepdim=True)
-    out = None
-    for i in range(verts.shape[1]):
-        d = p[0] * n[:, i, 0:1] + p[1] * n[:, i, 1:2] - c[:, i]
-        out = d if out is None else torch.maximum(out, d, out=out)
+    out = d = None
+    for i in range(verts.shape[1]) if edges is None else edges:
+        d = torch.mul(p[0], n[:, i, 0:1], out=d).sub_(c[:, i]).addcmul_(p[1], n[:, i, 1:2])
+        out = d.clone() if out is None else torch.maximum(out, d, out=out)
     return out
 
 
@@ -102,13 +104,13 @@ def hash_noise(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
 
 
 class Canvas:
-    """A batch of RGB images, stored flat (B x S*S x 3) so that windows of any subset of faces can
-    be gathered and written back by index."""
+    """A batch of RGB images stored channel-first and flat (3 x B*S*S), so that windows of any
+    subset of faces are gathered and written back with index_select / index_copy_."""
 
     def __init__(self, background: torch.Tensor):
         b, _, s, _ = background.shape
         self.size = s
-        self.pixels = background.permute(0, 2, 3, 1).reshape(b * s * s, 3).contiguous()
+        self.pixels = background.permute(1, 0, 2, 3).reshape(3, b * s * s).contiguous()
 
     def window(self, rows: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> "Window":
         """Windows over the boxes [lo, hi] (B x 2 pixels, clipped to the image) of faces `rows`."""
@@ -121,26 +123,25 @@ class Canvas:
         y0 = lo[:, 1].long().clamp(max=s - ky)
         ix = (x0[:, None] + torch.arange(kx))[:, None, :].expand(-1, ky, kx).reshape(len(rows), -1)
         iy = (y0[:, None] + torch.arange(ky))[:, :, None].expand(-1, ky, kx).reshape(len(rows), -1)
-        return Window(self, (rows[:, None] * s + iy) * s + ix, ix, iy)
+        return Window(self, ((rows[:, None] * s + iy) * s + ix).reshape(-1), ix, iy)
 
     def image(self) -> torch.Tensor:
         s = self.size
-        return self.pixels.reshape(-1, s, s, 3).permute(0, 3, 1, 2)
+        return self.pixels.reshape(3, -1, s, s).permute(1, 0, 2, 3)
 
 
 class Window:
-    """Gathered pixels of one window; paint() blends into them, commit() writes them back."""
+    """Gathered pixels of one window (3 x B x N); paint() blends into them, commit() writes them back."""
 
     def __init__(self, canvas: Canvas, index: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor):
         self.canvas, self.index, self.ix, self.iy = canvas, index, ix, iy
-        self.p = (ix.float() + 0.5, iy.float() + 0.5)  # pixel centres
-        self.rgb = canvas.pixels[index]  # B x N x 3
+        self.p = (ix.float() + 0.5, iy.float() + 0.5)  # pixel centres, B x N each
+        self.rgb = canvas.pixels.index_select(1, index).view(3, *ix.shape)
 
     def paint(self, colour: torch.Tensor, alpha: torch.Tensor) -> None:
         """Blend colour (B x 3, or B x N x 3) with opacity alpha (B x N)."""
-        if colour.dim() == 2:
-            colour = colour[:, None]
-        self.rgb = torch.lerp(self.rgb, colour.expand_as(self.rgb), alpha[..., None])
+        colour = colour.T[:, :, None] if colour.dim() == 2 else colour.permute(2, 0, 1)
+        self.rgb = torch.lerp(self.rgb, colour.expand_as(self.rgb), alpha)
 
     def commit(self) -> None:
-        self.canvas.pixels[self.index] = self.rgb
+        self.canvas.pixels.index_copy_(1, self.index, self.rgb.reshape(3, -1))

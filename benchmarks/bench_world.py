@@ -1,0 +1,80 @@
+"""Faces per second: rendering the world on the fly against decoding the same faces from PNGs.
+
+Both sides produce the same thing, a float tensor batch of faces in [-1, 1]; the PNG side reads
+files that `export_samples` wrote (Pillow decode + numpy conversion), the world side renders
+them with `WorldDataset.batch`. Each measurement is the median of several runs; the result is
+printed as JSON. Run: python benchmarks/bench_world.py [--n 1024] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mien.data.folder import export_samples
+from mien.data.world import WorldDataset
+
+
+def median_rate(fn, n: int, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return n / statistics.median(times)
+
+
+def render_all(ds: WorldDataset, batch: int):
+    for start in range(0, len(ds), batch):
+        ds.batch(range(start, min(start + batch, len(ds))))
+
+
+def decode_all(files: list[Path], batch: int):
+    for start in range(0, len(files), batch):
+        arrays = [np.asarray(Image.open(p).convert("RGB")) for p in files[start:start + batch]]
+        torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def loader_rate(ds: WorldDataset, batch: int, workers: int, repeats: int) -> float:
+    """On-the-fly rendering through a DataLoader with one single-threaded worker per core."""
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers,
+                                         worker_init_fn=lambda _: torch.set_num_threads(1),
+                                         persistent_workers=True)
+    return median_rate(lambda: [None for _ in loader], len(ds), repeats)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    results = {"threads": torch.get_num_threads(), "n": args.n, "batch": args.batch}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (64, 128):
+            ds = WorldDataset(args.n, size, seed=0)
+            out = export_samples(ds.samples(), ds.factors, Path(tmp) / str(size), progress=False)
+            files = sorted((out / "images").glob("*.png"))
+            render = median_rate(lambda: render_all(ds, args.batch), args.n, args.repeats)
+            loader = loader_rate(ds, args.batch // 2, 2, args.repeats)
+            decode = median_rate(lambda: decode_all(files, args.batch), args.n, args.repeats)
+            results[f"{size}px"] = {
+                "render_faces_per_s": round(render), "render_loader_2workers_faces_per_s": round(loader),
+                "png_decode_faces_per_s": round(decode),
+                "ratio_render_vs_png": round(render / decode, 3),
+                "ratio_loader_vs_png": round(loader / decode, 3),
+            }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
