@@ -54,6 +54,8 @@ class Faces:
     inv: torch.Tensor  # B x 2 x 2
     ppu: torch.Tensor  # B: pixels per model unit
     rot: torch.Tensor  # B x 3 x 3
+    sil: torch.Tensor  # B x 2 x 2: the head-silhouette frame, axes not foreshortened by yaw and pitch
+    sil_inv: torch.Tensor  # B x 2 x 2
     f: dict  # factor name -> B
     col: dict  # colour name -> B x 3
 
@@ -74,10 +76,12 @@ class Faces:
         """Pixel position of model point i moved by (du, dv) model units in the face plane."""
         return self.xy[:, i] + self.axes[:, :, 0] * du + self.axes[:, :, 1] * dv
 
-    def local(self, p, origin: torch.Tensor):
-        """Face-plane coordinates (model units, y up) of pixels p around origin (B x 2)."""
+    def local(self, p, origin: torch.Tensor, silhouette: bool = False):
+        """Face-plane coordinates (model units, y up) of pixels p around origin (B x 2). With
+        ``silhouette`` the frame is not foreshortened by yaw and pitch: the outline of a round
+        volume (the skull under hair or a hat) keeps its width as the head turns."""
         dx, dy = p[0] - origin[:, 0:1], p[1] - origin[:, 1:2]
-        inv = self.inv
+        inv = self.sil_inv if silhouette else self.inv
         return (inv[:, 0, 0:1] * dx + inv[:, 0, 1:2] * dy, inv[:, 1, 0:1] * dx + inv[:, 1, 1:2] * dy)
 
     def around(self, canvas: Canvas, idx, margin: float) -> Window:
@@ -86,9 +90,10 @@ class Faces:
         m = (margin * self.ppu)[:, None] + 1
         return canvas.window(self.rows, pts.amin(1) - m, pts.amax(1) + m)
 
-    def box(self, canvas: Canvas, centre: torch.Tensor, hu: float, hv: float) -> Window:
+    def box(self, canvas: Canvas, centre: torch.Tensor, hu: float, hv: float, silhouette=False) -> Window:
         """Window over a face-plane rectangle of half sizes (hu, hv) model units around centre."""
-        half = self.axes[:, :, 0].abs() * hu + self.axes[:, :, 1].abs() * hv + 1
+        axes = self.sil if silhouette else self.axes
+        half = axes[:, :, 0].abs() * hu + axes[:, :, 1].abs() * hv + 1
         return canvas.window(self.rows, centre - half, centre + half)
 
     def px(self, units) -> torch.Tensor:
@@ -115,8 +120,10 @@ def render(factors: dict[str, torch.Tensor], size: int, landmarks: torch.Tensor 
     pts = geo.project(shape, rot, f["tx"], f["ty"], f["scale"])
     axes = geo.image_axes(rot, f["scale"]) * size
     col = _colours(f)
+    full = (geo.FOCAL * size * f["scale"].float())[:, None, None]
+    silhouette = axes / axes.norm(dim=1, keepdim=True).clamp_min(1e-6) * full
     faces = Faces(torch.arange(b), pts[..., :2] * size, axes, torch.linalg.inv(axes),
-                  axes.det().abs().sqrt(), rot, f, col)
+                  axes.det().abs().sqrt(), rot, silhouette, torch.linalg.inv(silhouette), f, col)
     canvas = Canvas(_background(col["background"], size))
     for layer in (_shoulders, _hair_back, _neck, _ears, _hair, _face, _wrinkles, _fringe, _brows,
                   _eyes, _beard, _nose, _mouth, _glasses, _hat):
@@ -156,8 +163,9 @@ def _hair_back(canvas, fc):
     if fc is None:
         return
     c = fc.offset(geo.AUX["hair_centre"], 0.0, -0.75)
-    w = fc.box(canvas, c, 1.18, 1.35)
-    w.paint(fc.col["hair"] * 0.8, coverage(box_sdf(fc.local(w.p, c), 1.18, 1.35, 0.55) * fc.px(1)))
+    w = fc.box(canvas, c, 1.18, 1.35, silhouette=True)
+    d = box_sdf(fc.local(w.p, c, silhouette=True), 1.18, 1.35, 0.55) * fc.px(1)
+    w.paint(fc.col["hair"] * 0.8, coverage(d))
     w.commit()
 
 
@@ -183,8 +191,8 @@ def _hair(canvas, fc):
     if fc is None:
         return
     c = fc.at(geo.AUX["hair_centre"])
-    w = fc.box(canvas, fc.offset(geo.AUX["hair_centre"], 0, 0.35), 1.15, 0.6)
-    u, v = fc.local(w.p, c)
+    w = fc.box(canvas, fc.offset(geo.AUX["hair_centre"], 0, 0.35), 1.15, 0.6, silhouette=True)
+    u, v = fc.local(w.p, c, silhouette=True)
     d = torch.maximum(ellipse_sdf((u, v), 1.14, 0.93), -0.25 - v) * fc.px(1)
     w.paint(fc.col["hair"], coverage(d))
     w.commit()
@@ -357,8 +365,8 @@ def _hat(canvas, fc):
     if fc is None:
         return
     c = fc.at(geo.AUX["hair_centre"])
-    w = fc.box(canvas, fc.offset(geo.AUX["hair_centre"], 0, 0.66), 1.25, 0.45)
-    u, v = fc.local(w.p, c)
+    w = fc.box(canvas, fc.offset(geo.AUX["hair_centre"], 0, 0.66), 1.25, 0.45, silhouette=True)
+    u, v = fc.local(w.p, c, silhouette=True)
     crown = torch.maximum(ellipse_sdf((u, v - 0.3), 1.1, 0.78), 0.33 - v) * fc.px(1)
     brim = box_sdf((u, v - 0.33), 1.22, 0.08, 0.06) * fc.px(1)
     band = torch.maximum(crown, (v - 0.52) * fc.px(1))
