@@ -1,0 +1,1 @@
+"""Reading and editing latent spaces: interpolation, traversals, directions, inversion."""

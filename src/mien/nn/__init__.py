@@ -1,0 +1,1 @@
+"""Reusable network blocks shared by the model families."""

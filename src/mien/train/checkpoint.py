@@ -1,0 +1,76 @@
+"""Checkpoint directories (design.md, Checkpoints): ``model.safetensors`` (weights, no pickle),
+``config.yaml`` (enough to rebuild the model) and ``meta.json`` (version, data, steps, metrics).
+Files are written atomically, weights first; :func:`load` rebuilds any model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import yaml
+
+from mien import __version__
+from mien.errors import DataError
+from mien.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+
+FILES = ("model.safetensors", "config.yaml", "meta.json")
+
+
+def save(model, out_dir, config: dict, meta: dict) -> Path:
+    """Write (or atomically replace) the checkpoint files of ``model`` in ``out_dir``."""
+    from safetensors.torch import save
+
+    out = ensure_writable_dir(out_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(out / "model.safetensors", save(state))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(out / "meta.json", json.dumps({"mien_version": __version__, **meta}, indent=2, default=float))
+    return out
+
+
+def read_config(ckpt_dir) -> dict:
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        raise DataError(f"checkpoint folder {d} does not exist; pass the output folder of `mien train`")
+    missing = [f for f in FILES if not (d / f).is_file()]
+    if missing:
+        raise DataError(f"{d} is not a complete mien checkpoint (missing {', '.join(missing)}); "
+                        "pass a folder written by `mien train`")
+    try:
+        config = yaml.safe_load((d / "config.yaml").read_text())
+    except yaml.YAMLError:
+        raise DataError(f"{d / 'config.yaml'} is corrupt; restore it from the run or retrain") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise DataError(f"{d / 'config.yaml'} has no model section; restore it from the run or retrain")
+    return config
+
+
+def read_meta(ckpt_dir) -> dict:
+    try:
+        return json.loads((Path(ckpt_dir) / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise DataError(f"{Path(ckpt_dir) / 'meta.json'} is corrupt; restore it from the run or retrain") from None
+
+
+def load(ckpt_dir, device: str | torch.device = "cpu"):
+    """Rebuild the model of a checkpoint folder with its weights, in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from mien.models.base import build_model
+
+    d = Path(ckpt_dir)
+    config = read_config(d)
+    model = build_model(config["model"])
+    try:
+        state = load_file(str(d / "model.safetensors"), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DataError(f"{d / 'model.safetensors'} is corrupt or unreadable ({str(e).splitlines()[0]}); "
+                        "retrain or restore the file") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise DataError(f"{d / 'model.safetensors'} does not match its config.yaml "
+                        f"({str(e).splitlines()[-1].strip()}); use the files written together by one run") from None
+    return model.to(device).eval()

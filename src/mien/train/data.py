@@ -1,0 +1,80 @@
+"""Training data: the data set of a run and a loader whose order is a pure function of
+(seed, epoch, batch), resumable mid-epoch (Lightning saves and restores its state)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mien.errors import ConfigError
+from mien.train.config import DataConfig
+
+
+def make_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
+    """The world on the fly (held-out split: another seed) or a folder (held-out: its tail)."""
+    if cfg.source == "world":
+        from mien.data.world import WorldDataset
+
+        n, seed = (cfg.n, cfg.seed) if split == "train" else (cfg.val_n, cfg.seed + 7919)
+        return WorldDataset(n, cfg.size, seed, cfg.design, fixed=cfg.fixed, ranges=cfg.ranges,
+                            n_identities=cfg.n_identities)
+    from torch.utils.data import Subset
+
+    from mien.data.folder import FolderDataset
+
+    ds = FolderDataset(cfg.path, size=cfg.size)
+    n_val = min(cfg.val_n, len(ds) // 5)
+    if split == "train":
+        return Subset(ds, range(len(ds) - n_val)) if n_val else ds
+    return Subset(ds, range(len(ds) - n_val, len(ds))) if n_val else ds
+
+
+class StepBatchSampler:
+    """Batches of a seeded per-epoch permutation; rank r of w takes every w-th batch slot, so
+    the global batch is the same whatever the number of processes. ``start`` skips batches
+    already consumed (set when resuming)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if n < batch_size * world:
+            raise ConfigError(f"{n} training items cannot fill one batch of {batch_size} x {world} processes; "
+                              "raise data.n or lower data.batch_size")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // (self.batch_size * self.world)
+
+    def __iter__(self):
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        start, self.start = self.start, 0
+        for k in range(start, len(self)):
+            slot = (k * self.world + self.rank) * self.batch_size
+            yield perm[slot: slot + self.batch_size].tolist()
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader with ``state_dict``/``load_state_dict`` (Lightning's stateful-loader protocol):
+    the state is the epoch and the number of batches handed out, and restoring it skips exactly
+    those batches without loading them."""
+
+    def __init__(self, dataset, sampler: StepBatchSampler, num_workers: int = 0):
+        super().__init__(dataset, batch_sampler=sampler, num_workers=num_workers,
+                         persistent_workers=num_workers > 0)
+        self.step_sampler = sampler
+        self.served = 0
+
+    def __iter__(self):
+        self.served = self.step_sampler.start
+        for batch in super().__iter__():
+            self.served += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.step_sampler.epoch, "served": self.served}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_sampler.epoch = state["epoch"]
+        self.step_sampler.start = state["served"] % max(1, len(self.step_sampler))

@@ -1,0 +1,100 @@
+"""``fit``: train any model from a run config with Lightning, writing a checkpoint folder.
+
+The run folder holds the checkpoint files (model.safetensors, config.yaml, meta.json),
+``metrics.csv`` and ``state/last.ckpt`` (Lightning's resumable training state). It is updated
+every ``train.save_every`` steps and at the end; an interrupted or failed run keeps the last
+good checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from mien.errors import ConfigError
+from mien.models.base import build_model
+from mien.train import checkpoint
+from mien.train.config import RunConfig
+from mien.train.data import ResumableLoader, StepBatchSampler, make_dataset
+from mien.train.module import TrainingModule, total_steps
+
+
+class ModelFolder(Callback):
+    """Writes the checkpoint files of the inference weights every ``every`` steps and at the end."""
+
+    def __init__(self, out: Path, config: dict, meta: dict, every: int, groups: int):
+        self.out, self.config, self.meta, self.every, self.groups = out, config, meta, every, groups
+        self.start = time.time()
+
+    def _save(self, trainer, module: TrainingModule):
+        if trainer.global_rank != 0:
+            return
+        steps = trainer.global_step // self.groups
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        meta = {**self.meta, "steps": steps, "train_seconds": round(time.time() - self.start, 1), "metrics": metrics}
+        checkpoint.save(module.inference_model(), self.out, self.config, meta)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.every and (trainer.global_step // self.groups) % self.every == 0:
+            self._save(trainer, module)
+
+    def on_train_end(self, trainer, module):
+        trainer.save_checkpoint(self.out / "state" / "last.ckpt")  # so a finished run can be extended
+        self._save(trainer, module)
+
+
+class _Data(L.LightningDataModule):
+    def __init__(self, cfg: RunConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.dataset = make_dataset(cfg.data, "train")
+
+    def train_dataloader(self):
+        t = self.trainer
+        sampler = StepBatchSampler(len(self.dataset), self.cfg.data.batch_size, self.cfg.train.seed,
+                                   t.global_rank if t else 0, t.world_size if t else 1)
+        return ResumableLoader(self.dataset, sampler, self.cfg.data.num_workers)
+
+
+def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True) -> Path:
+    """Train ``cfg`` into ``out_dir``; ``resume`` continues from ``out_dir/state/last.ckpt``."""
+    out = Path(out_dir)
+    state = out / "state" / "last.ckpt"
+    if resume and not state.is_file():
+        raise ConfigError(f"nothing to resume in {out} (no state/last.ckpt); start the run without --resume")
+    if not resume and state.is_file():
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    model = build_model(cfg.model)
+    module = TrainingModule(model, cfg.train, str(out))
+    data = _Data(cfg)
+    config = cfg.to_dict()
+    config["model"] = model.config_dict()
+    meta = {"model": model.model_name, "parameters": sum(p.numel() for p in model.parameters()),
+            "data": {k: v for k, v in config["data"].items() if k in ("source", "path", "size", "n", "seed", "design")}}
+    groups = len(module.groups)
+    callbacks = [ModelFolder(out, config, meta, cfg.train.save_every, groups),
+                 ModelCheckpoint(dirpath=out / "state", filename="last", save_last=False,
+                                 every_n_train_steps=max(1, cfg.train.save_every) * groups, save_top_k=1,
+                                 enable_version_counter=False)]
+    if progress:
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(
+        max_steps=total_steps(cfg.train.max_steps, groups), max_epochs=-1, accelerator=cfg.train.accelerator,
+        devices=cfg.train.devices, strategy=cfg.train.strategy, num_nodes=cfg.train.num_nodes,
+        precision=cfg.train.precision, logger=CSVLogger(out, name="", version=""), callbacks=callbacks,
+        log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
+        use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=out)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
+        trainer.fit(module, datamodule=data, ckpt_path=str(state) if resume else None)
+    return out
+
+
+
