@@ -8,6 +8,8 @@ good checkpoint.
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.loggers import CSVLogger
 
 from mien.errors import ConfigError
+from mien.io import atomic_write_text
 from mien.models.base import build_model
 from mien.train import checkpoint
 from mien.train.config import RunConfig
@@ -61,6 +64,26 @@ class _Data(L.LightningDataModule):
         return ResumableLoader(self.dataset, sampler, self.cfg.data.num_workers)
 
 
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _prepend_rows(path: Path, earlier: list[dict]) -> None:
+    """Lightning's CSV logger starts a new file on resume: keep the rows logged before it."""
+    rows = _read_rows(path)
+    first = min((int(r["step"]) for r in rows if r.get("step")), default=None)
+    kept = [r for r in earlier if first is None or (r.get("step") and int(r["step"]) < first)]
+    fields = list(dict.fromkeys([k for r in kept + rows for k in r]))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept + rows)
+    atomic_write_text(path, text.getvalue())
+
+
 def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True) -> Path:
     """Train ``cfg`` into ``out_dir``; ``resume`` continues from ``out_dir/state/last.ckpt``."""
     out = Path(out_dir)
@@ -93,7 +116,13 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True) ->
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
+        warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+        warnings.filterwarnings("ignore", ".*no pre-optimization state was saved.*")  # we save post-step state
+        warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+        earlier = _read_rows(out / "metrics.csv") if resume else []
         trainer.fit(module, datamodule=data, ckpt_path=str(state) if resume else None)
+    if earlier and trainer.global_rank == 0:
+        _prepend_rows(out / "metrics.csv", earlier)
     return out
 
 

@@ -1,0 +1,140 @@
+"""The training engine: checkpoints, load, resume, NaN guard, alternating groups, EMA, errors."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import mien
+from mien.errors import ConfigError, DataError
+from mien.models.base import GenerativeModel, ModelConfig, build_model, register
+from mien.train import fit, run_config
+from mien.train.data import StepBatchSampler
+from mien.train.module import NonFiniteLoss, TrainingModule
+
+
+def tiny(model=None, steps=12, **train):
+    return run_config({
+        "model": {"name": "vae", "widths": [8, 16, 16], "latent_dim": 4, **(model or {})},
+        "data": {"size": 32, "n": 256, "batch_size": 32, "fixed": {"pitch": 0, "roll": 0}},
+        "train": {"max_steps": steps, "save_every": 5, "lr": 1e-3, **train}})
+
+
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_fit_writes_a_loadable_checkpoint(tmp_path):
+    out = fit(tiny(), tmp_path / "run", progress=False)
+    for name in ("model.safetensors", "config.yaml", "meta.json", "metrics.csv", "state/last.ckpt"):
+        assert (out / name).is_file(), name
+    model = mien.load(out)
+    w = weights(out)
+    assert all(torch.equal(v, w[k]) for k, v in model.state_dict().items())
+    meta = mien.train.checkpoint.read_meta(out)
+    assert meta["steps"] == 12 and meta["model"] == "vae" and "loss" in meta["metrics"]
+    x = torch.zeros(2, 3, 32, 32)
+    assert model.reconstruct(x).shape == x.shape
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
+    fit(tiny(steps=12), tmp_path / "full", progress=False)
+    fit(tiny(steps=7), tmp_path / "cut", progress=False)  # last saved state: step 5, mid-epoch
+    fit(tiny(steps=12), tmp_path / "cut", resume=True, progress=False)
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(tiny(steps=12), tmp_path / "full", progress=False)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        fit(tiny(steps=12), tmp_path / "none", resume=True, progress=False)
+
+
+@dataclass
+class ExplodingConfig(ModelConfig):
+    explode_at: int = 7
+
+
+@register("exploding_test", ExplodingConfig)
+class Exploding(GenerativeModel):
+    """A linear autoencoder whose loss turns NaN at a chosen step."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.lin = nn.Linear(3 * config.image_size ** 2, 3 * config.image_size ** 2)
+
+    def loss(self, batch):
+        x = batch["image"].flatten(1)
+        loss = ((self.lin(x) - x) ** 2).mean()
+        if self.train_step >= self.config.explode_at:
+            loss = loss * float("nan")
+        return {"loss": loss}
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = tiny(steps=20)
+    cfg.model = {"name": "exploding_test", "image_size": 32}
+    with pytest.raises(NonFiniteLoss, match="step 7.*last good checkpoint"):
+        fit(cfg, tmp_path / "run", progress=False)
+    meta = mien.train.checkpoint.read_meta(tmp_path / "run")
+    assert meta["steps"] == 5
+    w = weights(tmp_path / "run")
+    assert all(torch.isfinite(v).all() for v in w.values())
+
+
+def test_alternating_groups_step_each_on_its_own_loss(tmp_path):
+    cfg = tiny({"name": "factorvae"}, steps=6)
+    before = build_model(cfg.model)
+    torch.manual_seed(0)
+    out = fit(cfg, tmp_path / "run", progress=False)
+    after = mien.load(out)
+    groups = after.param_groups()
+    assert set(groups) == {"model", "disc"}
+    init = fit.__globals__["build_model"](cfg.model)  # same seed -> same initial weights
+    assert before.state_dict().keys() == after.state_dict().keys()
+    changed = {name: any(not torch.equal(p, q) for p, q in zip(after.param_groups()[name], init.param_groups()[name]))
+               for name in groups}
+    assert changed == {"model": True, "disc": True}
+
+
+def test_ema_update_formula():
+    cfg = tiny(ema_decay=0.9)
+    module = TrainingModule(build_model(cfg.model), cfg.train)
+    p = next(module.model.parameters())
+    e = next(module.ema.parameters())
+    with torch.no_grad():
+        p.add_(1.0)
+    expected = 0.9 * e.detach().clone() + 0.1 * p.detach()
+    module._update_ema()
+    assert torch.allclose(e, expected)
+    assert module.inference_model() is module.ema
+
+
+def test_global_batch_does_not_depend_on_process_count():
+    one = list(StepBatchSampler(64, 8, seed=3))
+    two = [list(StepBatchSampler(64, 4, seed=3, rank=r, world=2)) for r in range(2)]
+    assert len(one) == 8 and len(two[0]) == 8
+    merged = sorted(two[0][0] + two[1][0])
+    whole = list(StepBatchSampler(64, 8, seed=3))  # same permutation, batch 8 = two slots of 4
+    assert merged == sorted(whole[0])
+
+
+def test_bad_configs_and_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key model.widthz"):
+        build_model({"name": "vae", "widthz": [8]})
+    with pytest.raises(ConfigError, match="unknown key train.max_step for"):
+        run_config({"model": {"name": "vae"}, "train": {"max_step": 3}})
+    with pytest.raises(ConfigError, match="must be a number"):
+        run_config({"model": {"name": "vae"}, "train": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model({"name": "gan9000"})
+    out = fit(tiny(steps=2), tmp_path / "run", progress=False)
+    (out / "model.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(DataError, match="corrupt"):
+        mien.load(out)
+    (out / "config.yaml").unlink()
+    with pytest.raises(DataError, match="missing config.yaml"):
+        mien.load(out)
+    with pytest.raises(DataError, match="does not exist"):
+        mien.load(tmp_path / "nowhere")
