@@ -13,6 +13,7 @@ pattern); the training engine reads only this interface:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -84,6 +85,12 @@ def build_model(section: dict) -> GenerativeModel:
     config_class, model_class = MODELS[name]
     config = from_dict(config_class, section, "model.")
     return model_class(config)
+
+
+def model_fields(name: str) -> set[str]:
+    """Config field names of a registered model (empty for an unknown name)."""
+    _import_families()
+    return {f.name for f in dataclasses.fields(MODELS[name][0])} if name in MODELS else set()
 
 
 def images_of(batch: dict) -> torch.Tensor:

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from mien.errors import ConfigError
 from mien.io import atomic_write_text
-from mien.models.base import build_model
+from mien.models.base import build_model, model_fields
 from mien.train import checkpoint
 from mien.train.config import RunConfig
 from mien.train.data import ResumableLoader, StepBatchSampler, make_dataset
@@ -93,9 +93,11 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True) ->
     if not resume and state.is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    data = _Data(cfg)
+    if "dataset_size" in model_fields(cfg.model.get("name")):  # estimators that need N (beta-TCVAE's MWS)
+        cfg.model.setdefault("dataset_size", len(data.dataset))
     model = build_model(cfg.model)
     module = TrainingModule(model, cfg.train, str(out))
-    data = _Data(cfg)
     config = cfg.to_dict()
     config["model"] = model.config_dict()
     meta = {"model": model.model_name, "parameters": sum(p.numel() for p in model.parameters()),
