@@ -6,7 +6,7 @@ D_r(j, k) = z_j^i - z_k^i and D_a(j, k) = a(x_j) - a(x_k), the term
 
     L_{r,a} = MAE(tanh(delta * D_r) - sign(D_a))
 
-(lecture 002, "Attribute regularization term"; Pati & Lerch Eq. 3) pushes z^i to increase
+(lecture 002, "Attribute regularization term"; Pati & Lerch 2021, Sec. 3) pushes z^i to increase
 monotonically with the attribute. The objective is the VAE loss of ``mien.models.vae.VAE`` plus
 gamma * sum_a L_{r,a}; the attribute values are the data set's ``factors``.
 """
@@ -42,7 +42,7 @@ class ARVAEConfig(VAEConfig):
 
 
 def attribute_regularisation(z_i: torch.Tensor, a: torch.Tensor, delta: float) -> torch.Tensor:
-    """MAE(tanh(delta * D_r) - sign(D_a)) over all pairs of the batch (Pati & Lerch Eq. 3)."""
+    """MAE(tanh(delta * D_r) - sign(D_a)) over all pairs of the batch (lecture 002; Pati & Lerch Sec. 3)."""
     d_r = z_i[:, None] - z_i[None, :]
     d_a = a[:, None] - a[None, :]
     return (torch.tanh(delta * d_r) - torch.sign(d_a)).abs().mean()

@@ -10,7 +10,7 @@ Registered names:
 - ``capacity_vae``: E_q[-log p(x|z)] + gamma * |KL - C| with C raised linearly from 0
   (Burgess et al. 2018; Zou Eq. 2.29).
 - ``tcvae``: beta-TCVAE, the KL split into index-code MI, total correlation and dimension-wise KL,
-  each with its own weight (Chen et al. 2018, Eq. 2 and Sec. 4.1; Zou Eq. 2.30).
+  each with its own weight (Chen et al. 2018, Sec. 3 and 4.1; Zou Eq. 2.30).
 - ``factorvae``: VAE + gamma * TC, TC estimated by a discriminator with the density-ratio trick
   (Kim & Mnih 2018, Eq. 2-3; Zou ch. 2, FactorVAE, with the sign of the TC term corrected).
 
@@ -57,7 +57,7 @@ class LikelihoodConfig(AEConfig):
 
     - ``gaussian``: N(x; x_hat, sigma^2 I) with fixed ``sigma`` (on the [-1, 1] pixel scale);
     - ``sigma``: the same with the optimal shared variance sigma^2 = MSE(x, x_hat), computed in
-      closed form per batch and detached (sigma-VAE, Rybkin et al. 2021, Sec. 3-4);
+      closed form per batch and detached (sigma-VAE, Rybkin et al. 2021, "optimal sigma");
     - ``bernoulli``: pixels mapped to [0, 1], Bernoulli with decoder logits.
     """
 
@@ -137,7 +137,7 @@ def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch
 
 
 def tc_mws(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int):
-    """Minibatch-weighted-sampling estimates (Chen et al. 2018, Sec. 4.1, Eq. 5 and App. C.1) of
+    """Minibatch-weighted-sampling estimates (Chen et al. 2018, Sec. 4.1) of
     the three terms of the KL decomposition (Zou Eq. 2.30), averaged over the batch:
 
         log q(z_i)        ~ logsumexp_j log q(z_i | x_j)             - log(N M)
@@ -179,12 +179,8 @@ class _Autoencoder(GenerativeModel):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw decoder output: the Gaussian mean, or Bernoulli logits."""
-        return self.decoder(z)
-
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder_output(z)
+        return self.decoder(z)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
@@ -249,9 +245,12 @@ class _GaussianVAE(_Autoencoder):
         """z = mu + sigma * eps, eps ~ N(0, I) (lecture 002, "Reparameterization trick")."""
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.decoder_output(z)
+    def to_image(self, out: torch.Tensor) -> torch.Tensor:
+        """Decoder output (Gaussian mean or Bernoulli logits) -> the mean image in [-1, 1] scale."""
         return torch.sigmoid(out) * 2 - 1 if self.config.likelihood == "bernoulli" else out
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.to_image(self.decoder(z))
 
     def nll(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) per image, summed over pixels. Gaussian: sum (x - x_hat)^2 / (2 sigma^2) +
@@ -268,15 +267,14 @@ class _GaussianVAE(_Autoencoder):
         return 0.5 * (sq / var + torch.log(2 * math.pi * var)).sum(1)
 
     def mse(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        x_hat = torch.sigmoid(out) * 2 - 1 if self.config.likelihood == "bernoulli" else out
-        return F.mse_loss(x_hat.detach(), x)
+        return F.mse_loss(self.to_image(out).detach(), x)
 
     def forward_terms(self, batch: dict):
         """(x, mu, logvar, z, decoder output) of a batch."""
         x = images_of(batch)
         mu, logvar = self.posterior(x)
         z = self.reparameterise(mu, logvar)
-        return x, mu, logvar, z, self.decoder_output(z)
+        return x, mu, logvar, z, self.decoder(z)
 
 
 @register("vae", VAEConfig)
@@ -296,7 +294,7 @@ class VAE(_GaussianVAE):
         kl = kl_normal(mu, logvar).mean()
         beta = self.kl_weight()
         return {"loss": nll + beta * kl, "nll": nll.detach(), "kl": kl.detach(),
-                "beta": torch.tensor(beta), "mse": self.mse(x, out)}
+                "beta": torch.tensor(beta, device=x.device), "mse": self.mse(x, out)}
 
     def loss(self, batch: dict) -> dict:
         x, mu, logvar, z, out = self.forward_terms(batch)
@@ -310,7 +308,7 @@ class BetaVAE(VAE):
 
 @register("capacity_vae", CapacityVAEConfig)
 class CapacityVAE(_GaussianVAE):
-    """Capacity annealing (Burgess et al. 2018, Eq. 8; Zou Eq. 2.29):
+    """Capacity annealing (Burgess et al. 2018; Zou Eq. 2.29):
     E_q[-log p(x|z)] + gamma * |KL - C|, C = capacity_max * min(1, train_step / capacity_steps)."""
 
     def capacity(self) -> float:
@@ -325,12 +323,12 @@ class CapacityVAE(_GaussianVAE):
         kl = kl_normal(mu, logvar).mean()
         cap = self.capacity()
         return {"loss": nll + self.config.gamma * (kl - cap).abs(), "nll": nll.detach(), "kl": kl.detach(),
-                "capacity": torch.tensor(cap), "mse": self.mse(x, out)}
+                "capacity": torch.tensor(cap, device=x.device), "mse": self.mse(x, out)}
 
 
 @register("tcvae", TCVAEConfig)
 class TCVAE(_GaussianVAE):
-    """beta-TCVAE (Chen et al. 2018, Eq. 2 and Eq. 4; Zou Eq. 2.30):
+    """beta-TCVAE (Chen et al. 2018, Sec. 3, objective with alpha, beta, gamma; Zou Eq. 2.30):
     E_q[-log p(x|z)] + alpha * MI + beta * TC + gamma * DWKL, each term estimated with minibatch
     weighted sampling (:func:`tc_mws`). ``dataset_size`` (N) only shifts the estimates of MI and
     DWKL by constants; it does not change the gradients."""

@@ -152,6 +152,7 @@ class VQVAE(GenerativeModel):
         """N_k <- g N_k + (1-g) n_k;  m_k <- g m_k + (1-g) sum_{i: k*_i = k} z_e,i;
         e_k = m_k / N~_k with N~_k = (N_k + eps) / (n + K eps) * n  (van den Oord App. A.1)."""
         g, eps, k = self.config.ema_decay, self.config.ema_eps, self.config.num_codes
+        flat, onehot = flat.float(), onehot.float()  # statistics in float32 under mixed precision
         counts, sums = onehot.sum(0), onehot.t() @ flat
         _all_reduce(counts, sums)
         self.ema_cluster_size.mul_(g).add_(counts, alpha=1 - g)

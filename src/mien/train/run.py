@@ -52,10 +52,10 @@ class ModelFolder(Callback):
 
 
 class _Data(L.LightningDataModule):
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, dataset=None):
         super().__init__()
         self.cfg = cfg
-        self.dataset = make_dataset(cfg.data, "train")
+        self.dataset = dataset if dataset is not None else make_dataset(cfg.data, "train")
 
     def train_dataloader(self):
         t = self.trainer
@@ -84,8 +84,9 @@ def _prepend_rows(path: Path, earlier: list[dict]) -> None:
     atomic_write_text(path, text.getvalue())
 
 
-def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True) -> Path:
-    """Train ``cfg`` into ``out_dir``; ``resume`` continues from ``out_dir/state/last.ckpt``."""
+def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, dataset=None) -> Path:
+    """Train ``cfg`` into ``out_dir``; ``resume`` continues from ``out_dir/state/last.ckpt``.
+    ``dataset`` (any map-style data set of sample dicts) replaces the one ``cfg.data`` describes."""
     out = Path(out_dir)
     state = out / "state" / "last.ckpt"
     if resume and not state.is_file():
@@ -93,7 +94,7 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True) ->
     if not resume and state.is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    data = _Data(cfg)
+    data = _Data(cfg, dataset)
     if "dataset_size" in model_fields(cfg.model.get("name")):  # estimators that need N (beta-TCVAE's MWS)
         cfg.model.setdefault("dataset_size", len(data.dataset))
     model = build_model(cfg.model)

@@ -1,0 +1,135 @@
+"""Images per second of mien's training engine against a bare PyTorch loop, and against pythae's
+trainer when pythae is installed (`pip install pythae`), on the identical model and data.
+
+All three train the same `vae` network (mien's encoder/decoder, same widths, latent size, loss,
+Adam, batch size) on the same pre-rendered world images held in memory, so the data pipeline is
+not part of the comparison. Each is timed over the same number of steps after a warm-up; the
+median of several repeats is printed with the ratios as JSON (target: engine / bare >= 0.9).
+Run: python benchmarks/bench_train.py [--steps 60] [--repeats 3] [--size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+
+from mien.data.world import WorldDataset
+from mien.models.base import build_model
+from mien.train import fit, run_config
+
+
+class Images(torch.utils.data.Dataset):
+    """Pre-rendered images as sample dicts, with batched fetching like the world data set."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i]}
+
+
+def model_section(size: int) -> dict:
+    return {"name": "vae", "image_size": size, "widths": [32, 64, 128], "latent_dim": 10}
+
+
+def bare_loop(images, size, steps, batch) -> float:
+    torch.manual_seed(0)
+    model = build_model(model_section(size))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        x = images[torch.randint(len(images), (batch,), generator=g)]
+        loss = model.loss({"image": x})["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def engine(images, size, steps, batch) -> float:
+    cfg = run_config({"model": model_section(size), "data": {"size": size, "n": len(images), "batch_size": batch},
+                      "train": {"max_steps": steps, "lr": 1e-3, "save_every": 0, "log_every": 50}})
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        fit(cfg, f"{tmp}/run", progress=False, dataset=Images(images))
+        return steps * batch / (time.perf_counter() - start)
+
+
+def pythae_trainer(images, size, steps, batch) -> float | None:
+    try:
+        from pythae.models import VAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    except ImportError:
+        return None
+    mien_vae = build_model(model_section(size))
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = mien_vae.encoder
+
+        def forward(self, x):
+            mu, logvar = self.net(x).chunk(2, dim=1)
+            return ModelOutput(embedding=mu, log_covariance=logvar)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = mien_vae.decoder
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=self.net(z))
+
+    config = VAEConfig(input_dim=(3, size, size), latent_dim=10, reconstruction_loss="mse")
+    model = VAE(config, encoder=Encoder(), decoder=Decoder())
+    epochs = max(1, round(steps * batch / len(images)))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = BaseTrainer(model, train_dataset=images, training_config=BaseTrainerConfig(
+            output_dir=tmp, num_epochs=epochs, per_device_train_batch_size=batch, learning_rate=1e-3,
+            steps_saving=None, steps_predict=None, no_cuda=True))
+        start = time.perf_counter()
+        trainer.train()
+        return epochs * len(images) / (time.perf_counter() - start)
+
+
+def median_of(fn, repeats, *args):
+    fn(*args)  # warm-up (imports, allocator)
+    return statistics.median(fn(*args) for _ in range(repeats))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    images = WorldDataset(args.steps * args.batch // 2, args.size, seed=0).batch(range(args.steps * args.batch // 2))["image"]
+    work = (images, args.size, args.steps, args.batch)
+    bare = median_of(bare_loop, args.repeats, *work)
+    eng = median_of(engine, args.repeats, *work)
+    result = {"size": args.size, "batch": args.batch, "steps": args.steps, "threads": torch.get_num_threads(),
+              "bare_loop_images_per_s": round(bare, 1), "engine_images_per_s": round(eng, 1),
+              "ratio_engine_vs_bare": round(eng / bare, 3)}
+    peer = pythae_trainer(*work)
+    if peer is None:
+        result["pythae"] = "not installed"
+    else:
+        peer = median_of(pythae_trainer, args.repeats, *work)
+        result.update({"pythae_images_per_s": round(peer, 1), "ratio_engine_vs_pythae": round(eng / peer, 3)})
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Shared pieces of the model tests: a fixed pool of world faces at 32 px and a plain Adam loop
+that steps every parameter group of a model on its own loss, as the engine does."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from mien.data.world import WorldDataset
+from mien.models import build_model
+
+SMALL = {"image_size": 32, "widths": [8, 16, 32], "blocks": 0}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One intra-op thread per test process (the suite runs with -n 2 on 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@functools.lru_cache(maxsize=None)
+def world_pool(n: int = 512, seed: int = 0, **fixed) -> dict:
+    """``n`` frontal-ish world faces (pitch = roll = 0 plus ``fixed``) as one batch dict."""
+    return WorldDataset(n, 32, seed=seed, fixed={"pitch": 0, "roll": 0, **fixed}).batch(range(n))
+
+
+def subset(batch: dict, idx: torch.Tensor) -> dict:
+    return {"image": batch["image"][idx], "factors": {k: v[idx] for k, v in batch["factors"].items()}}
+
+
+def train(config: dict, data: dict | None = None, steps: int = 200, batch_size: int = 32, lr: float = 2e-3,
+          seed: int = 0):
+    """Build ``config`` (merged over :data:`SMALL`) and train it with one Adam per parameter group,
+    group ``g`` stepped on ``loss`` (g = model) or ``loss_<g>``. Returns (model in eval mode, list
+    of per-step loss dicts as floats)."""
+    data = world_pool() if data is None else data
+    torch.manual_seed(seed)
+    model = build_model({**SMALL, **config})
+    model.train()
+    optimisers = {g: torch.optim.Adam(p, lr=lr) for g, p in model.param_groups().items()}
+    gen = torch.Generator().manual_seed(seed + 1)
+    n = len(data["image"])
+    history = []
+    for step in range(steps):
+        model.train_step = step
+        out = model.loss(subset(data, torch.randint(n, (batch_size,), generator=gen)))
+        for group, opt in optimisers.items():
+            opt.zero_grad(set_to_none=True)
+            out["loss" if group == "model" else f"loss_{group}"].backward()
+            opt.step()
+        history.append({k: float(v.detach()) for k, v in out.items()})
+    return model.eval(), history
+
+
+def mean_of(history: list[dict], key: str, sl: slice) -> float:
+    values = [h[key] for h in history[sl]]
+    return sum(values) / len(values)
+
+
+def reconstruction_vs_mean(model, images: torch.Tensor) -> tuple[float, float]:
+    """(MSE of the model's reconstruction, MSE of predicting the mean image) on ``images``."""
+    with torch.no_grad():
+        mse = float(((model.reconstruct(images) - images) ** 2).mean())
+    base = float(((images.mean(0, keepdim=True) - images) ** 2).mean())
+    return mse, base
