@@ -78,10 +78,11 @@ class TrainingModule(L.LightningModule):
             sched.step()
         if self.ema is not None:
             self._update_ema()
-        logged = {k: v.detach().float().mean() for k, v in terms.items() if torch.is_tensor(v)}
         n = _batch_size(batch)
-        self.log("loss", logged.pop("loss"), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        self.log_dict(logged, prog_bar=False, on_step=True, on_epoch=False, batch_size=n)
+        self.log("loss", terms["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        if step % max(1, self.cfg.log_every) == 0 or step + 1 == self.cfg.max_steps:
+            logged = {k: v.detach().float().mean() for k, v in terms.items() if torch.is_tensor(v) and k != "loss"}
+            self.log_dict(logged, prog_bar=False, on_step=True, on_epoch=False, batch_size=n)
         return None
 
     @torch.no_grad()
