@@ -47,7 +47,7 @@ class ModelFolder(Callback):
             self._save(trainer, module)
 
     def on_train_end(self, trainer, module):
-        trainer.save_checkpoint(self.out / "state" / "last.ckpt")  # so a finished run can be extended
+        trainer.save_checkpoint(self.out / "state" / "last.ckpt", weights_only=False)  # a finished run can be extended
         self._save(trainer, module)
 
 
