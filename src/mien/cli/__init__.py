@@ -7,15 +7,17 @@ import sys
 import typer
 
 from mien import __version__
-from mien.cli import data, demo, inspect, train
+from mien.cli import data, demo, eval, evaluator, inspect, train
 from mien.errors import MienError
 
 app = typer.Typer(name="mien", help="Controllable deep generative models of faces and facial expressions.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(data.app, name="data")
+app.add_typer(eval.app, name="eval")
+app.add_typer(evaluator.app, name="evaluator")
 app.command("demo")(demo.demo)
 app.command("train")(train.train)
-for verb in (inspect.sample, inspect.reconstruct, inspect.traverse, inspect.interpolate):
+for verb in (inspect.sample, inspect.reconstruct, inspect.traverse, inspect.interpolate, inspect.edit):
     app.command(verb.__name__)(verb)
 
 

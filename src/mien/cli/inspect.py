@@ -37,15 +37,70 @@ def _data_batch(data: str, ckpt: Path, size: int, n: int, seed: int, indices: li
 def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
            n: int = typer.Option(64, help="Number of samples."),
            seed: int = typer.Option(0, help="Random seed."),
+           label: str = typer.Option(None, help="Class to generate (name or index), for conditional models."),
+           guidance: float = typer.Option(None, help="Classifier-free guidance scale gamma (0 uncond, 1 cond)."),
+           steps: int = typer.Option(None, help="Sampler steps (diffusion)."),
+           eta: float = typer.Option(None, help="0 = DDIM, 1 = DDPM (diffusion)."),
            out: Path = typer.Option(Path("samples.png"), help="PNG grid to write.")):
-    """Draw samples from the model's prior."""
+    """Draw samples (from the prior, or for diffusion models with the DDIM/DDPM sampler)."""
+    from mien.errors import ConfigError
     from mien.report.grid import save_grid
 
     model = _load(ckpt)
+    options = {k: v for k, v in {"guidance": guidance, "steps": steps, "eta": eta}.items() if v is not None}
+    if options and not hasattr(model, "schedule"):
+        raise ConfigError(f"--{next(iter(options))} applies to diffusion models; {model.model_name} has no sampler")
     with torch.no_grad():
-        images = model.sample(n, generator=torch.Generator().manual_seed(seed))
+        images = model.sample(n, cond=label, generator=torch.Generator().manual_seed(seed), **options)
     save_grid(images, out, scale=2)
     typer.echo(f"wrote {out}")
+
+
+def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
+         image: Path = typer.Option(None, help="Image file to edit (default: a world face)."),
+         index: int = typer.Option(0, help="World face to edit when no --image is given."),
+         source: str = typer.Option("neutral", "--from", help="Class of the input."),
+         target: str = typer.Option(..., "--to", help="Class to move to."),
+         t0: int = typer.Option(500, help="Editing strength: the timestep inverted to."),
+         guidance: float = typer.Option(4.0, help="Classifier-free guidance scale gamma of the regeneration."),
+         steps: int = typer.Option(40, help="DDIM steps over [0, t0]."),
+         seed: int = typer.Option(12345, help="World seed for the default face."),
+         out: Path = typer.Option(Path("edited.png"), help="PNG (input | edit) to write.")):
+    """Emotion editing by DDIM inversion and guided regeneration (Pikoulis §4.4)."""
+    from mien.errors import ConfigError
+    from mien.report.grid import save_grid
+
+    model = _load(ckpt)
+    if not hasattr(model, "edit"):
+        raise ConfigError(f"{model.model_name} cannot edit; use a conditional diffusion checkpoint")
+    size = model.config.image_size
+    if image is not None:
+        x = _image_file(image, size)
+    else:
+        x = _data_batch("world", ckpt, size, 1, seed, [index])["image"]
+    edited = model.edit(x, source, target, t0=t0, steps=steps, guidance=guidance,
+                        generator=torch.Generator().manual_seed(0))
+    save_grid(torch.cat([x, edited]), out, nrow=2, scale=2, labels=[source, target])
+    typer.echo(f"wrote {out}")
+
+
+def _image_file(path: Path, size: int) -> torch.Tensor:
+    """One image file as a 1 x 3 x size x size tensor in [-1, 1]."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from mien.errors import DataError
+
+    try:
+        img = Image.open(path).convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"image {path} does not exist; check the path") from None
+    except (UnidentifiedImageError, OSError):
+        raise DataError(f"{path} is not a readable image; pass a PNG or JPEG") from None
+    if img.size != (size, size):
+        raise DataError(f"{path} is {img.size[0]}x{img.size[1]}; this model edits {size}x{size} images "
+                        "(resize or crop it first)")
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
 
 
 def reconstruct(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),

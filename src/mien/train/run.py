@@ -95,8 +95,14 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = _Data(cfg, dataset)
-    if "dataset_size" in model_fields(cfg.model.get("name")):  # estimators that need N (beta-TCVAE's MWS)
+    fields = model_fields(cfg.model.get("name"))
+    if "dataset_size" in fields:  # estimators that need N (beta-TCVAE's MWS)
         cfg.model.setdefault("dataset_size", len(data.dataset))
+    condition = cfg.model.get("condition")
+    factor = {f.name: f for f in getattr(data.dataset, "factors", [])}.get(condition)
+    if "class_names" in fields and factor is not None and factor.values and not cfg.model.get("class_names"):
+        cfg.model["class_names"] = list(factor.values)  # conditions by name, from the data's factor schema
+        cfg.model.setdefault("num_classes", len(factor.values))
     model = build_model(cfg.model)
     module = TrainingModule(model, cfg.train, str(out))
     config = cfg.to_dict()

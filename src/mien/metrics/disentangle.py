@@ -1,0 +1,238 @@
+"""Disentanglement scores of a representation, from codes (N x D), the factor values of the same
+items and the data set's factor schema (design.md, Factor schema): BetaVAE score (Higgins et al.
+2017), FactorVAE score (Kim & Mnih 2018), MIG (Chen et al. 2018; Zou thesis Eq. 2.36-2.37), SAP
+(Kumar et al. 2018), DCI disentanglement/completeness/informativeness (Eastwood & Williams
+2018), modularity and explicitness (Ridgeway & Mozer 2018).
+
+Continuous factors (and codes, for mutual information) are discretised into ``bins``
+equal-width bins, as in disentanglement_lib. Factors that take a single value (held fixed)
+are dropped. The BetaVAE and FactorVAE scores need batches in which one factor is fixed: they
+are drawn observationally, as random items that share the (binned) value of that factor, so
+every score works on codes of any data set that exposes its factors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mien.data.factors import Factor
+from mien.errors import DataError
+
+
+def prepare(codes, factors, schema: list[Factor], bins: int = 20):
+    """codes (N x D float64), the kept factors, their values (N x K) and binned values (N x K int).
+    ``factors``: a dict name -> N values (the ``factors`` of a world batch) or an N x len(schema) array."""
+    z = np.asarray(codes, dtype=np.float64)
+    if z.ndim != 2 or len(z) < 10:
+        raise DataError(f"codes must be an N x D array with N >= 10, got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise DataError("codes contain NaN or infinite values; check the model")
+    if not isinstance(factors, dict):
+        arr = np.asarray(factors)
+        if arr.ndim != 2 or arr.shape[1] != len(schema):
+            raise DataError(f"factor values must be N x {len(schema)} (the schema order), got shape {arr.shape}")
+        factors = {f.name: arr[:, i] for i, f in enumerate(schema)}
+    kept, values, binned = [], [], []
+    for f in schema:
+        if f.name not in factors:
+            continue
+        v = np.asarray(factors[f.name], dtype=np.float64).reshape(-1)
+        if len(v) != len(z):
+            raise DataError(f"factor {f.name!r} has {len(v)} values for {len(z)} codes")
+        if np.unique(v).size < 2:
+            continue
+        kept.append(f)
+        values.append(v)
+        binned.append(v.astype(np.int64) if f.discrete else discretise(v, bins))
+    if not kept:
+        raise DataError("no factor of the schema varies in the data; nothing to score")
+    return z, kept, np.stack(values, 1), np.stack(binned, 1)
+
+
+def discretise(x: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Equal-width histogram bins 0..bins-1 of a 1-d array."""
+    edges = np.histogram(x, bins)[1]
+    return np.digitize(x, edges[1:-1])
+
+
+def _mutual_info(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mutual information (nats) between every column of a (N x P ints) and of b (N x Q ints)."""
+    from sklearn.metrics import mutual_info_score
+
+    return np.array([[mutual_info_score(a[:, i], b[:, j]) for j in range(b.shape[1])] for i in range(a.shape[1])])
+
+
+def _entropy(v: np.ndarray) -> np.ndarray:
+    out = []
+    for col in v.T:
+        p = np.bincount(col - col.min()) / len(col)
+        p = p[p > 0]
+        out.append(-(p * np.log(p)).sum())
+    return np.array(out)
+
+
+def mig(codes, factors, schema, bins: int = 20) -> float:
+    """Mutual Information Gap (Zou Eq. 2.37): mean over factors of the gap between the two codes
+    with the largest mutual information with it, divided by the factor's entropy."""
+    z, _, _, v = prepare(codes, factors, schema, bins)
+    if z.shape[1] < 2:
+        raise DataError("MIG needs at least two code dimensions")
+    m = _mutual_info(np.stack([discretise(c, bins) for c in z.T], 1), v)  # D x K
+    top = np.sort(m, axis=0)[::-1]
+    return float(np.mean((top[0] - top[1]) / _entropy(v)))
+
+
+def _score_matrix(z: np.ndarray, kept: list[Factor], values: np.ndarray) -> np.ndarray:
+    """D x K: R^2 of each code for each factor (squared correlation; for a categorical factor the
+    correlation ratio eta^2, the R^2 of its one-hot regression)."""
+    zc = (z - z.mean(0)) / (z.std(0) + 1e-12)
+    out = np.zeros((z.shape[1], len(kept)))
+    for k, f in enumerate(kept):
+        v = values[:, k]
+        if f.kind == "categorical":
+            _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+            means = np.stack([np.bincount(inverse, weights=c) / counts for c in zc.T], 0)  # D x values
+            out[:, k] = (means ** 2 * counts).sum(1) / len(v)
+        else:
+            vc = (v - v.mean()) / (v.std() + 1e-12)
+            out[:, k] = (zc * vc[:, None]).mean(0) ** 2
+    return out
+
+
+def sap(codes, factors, schema, bins: int = 20) -> float:
+    """Separated Attribute Predictability: mean over factors of the difference between the two
+    largest per-code R^2 scores (:func:`_score_matrix`)."""
+    z, kept, values, _ = prepare(codes, factors, schema, bins)
+    top = np.sort(_score_matrix(z, kept, values), axis=0)[::-1]
+    return float(np.mean(top[0] - top[1])) if len(top) > 1 else 0.0
+
+
+def _split(n: int, seed: int, train: float = 0.8, cap: int = 5000):
+    perm = np.random.default_rng(seed).permutation(n)[: min(n, int(cap / train))]
+    cut = int(train * len(perm))
+    return perm[:cut], perm[cut:]
+
+
+def dci(codes, factors, schema, bins: int = 20, seed: int = 0) -> dict[str, float]:
+    """DCI: a random forest per factor (classifier for discrete, regressor for continuous) gives
+    the importance matrix R (D x K). Disentanglement: sum_i rho_i (1 - H_K(P_i.)); completeness:
+    mean_k (1 - H_D(P~_.k)); informativeness: mean held-out accuracy or R^2 (clipped at 0)."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    z, kept, values, _ = prepare(codes, factors, schema, bins)
+    tr, te = _split(len(z), seed)
+    importance, info = np.zeros((z.shape[1], len(kept))), []
+    for k, f in enumerate(kept):
+        y = values[:, k]
+        cls = RandomForestClassifier if f.discrete else RandomForestRegressor
+        model = cls(n_estimators=10, max_depth=8, random_state=seed, n_jobs=1).fit(z[tr], y[tr])
+        importance[:, k] = model.feature_importances_
+        info.append(max(0.0, model.score(z[te], y[te])))
+    r = importance + 1e-12
+    d, k = r.shape
+
+    def ent(p, base):
+        return -(p * np.log(p)).sum(0) / np.log(base) if base > 1 else np.zeros(p.shape[1])
+
+    p_codes = (r / r.sum(1, keepdims=True)).T  # K x D: each code's importance over factors
+    dis = float(((1 - ent(p_codes, k)) * r.sum(1) / r.sum()).sum())
+    comp = float(np.mean(1 - ent(r / r.sum(0, keepdims=True), d)))
+    return {"disentanglement": dis, "completeness": comp, "informativeness": float(np.mean(info))}
+
+
+def modularity(codes, factors, schema, bins: int = 20) -> float:
+    """Modularity: 1 - mean over codes of sum_k (m_ik - t_ik)^2 / (theta_i^2 (K - 1)), with m the
+    code-factor mutual information, theta_i its row maximum and t_i the row keeping only it."""
+    z, _, _, v = prepare(codes, factors, schema, bins)
+    m = _mutual_info(np.stack([discretise(c, bins) for c in z.T], 1), v)
+    if m.shape[1] < 2:
+        return 1.0
+    theta = m.max(1)
+    template = np.where(m == theta[:, None], m, 0.0)
+    live = theta > 0
+    delta = ((m - template) ** 2).sum(1)[live] / (theta[live] ** 2 * (m.shape[1] - 1))
+    return float(np.mean(1 - delta)) if live.any() else 0.0
+
+
+def explicitness(codes, factors, schema, bins: int = 20, seed: int = 0) -> float:
+    """Explicitness: mean over factors of the held-out one-vs-rest ROC AUC of a logistic
+    regression from all codes to the (binned) factor value."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    z, _, _, v = prepare(codes, factors, schema, bins)
+    z = (z - z.mean(0)) / (z.std(0) + 1e-12)
+    tr, te = _split(len(z), seed)
+    aucs = []
+    for y in v.T:
+        classes = np.unique(y[tr])
+        keep = np.isin(y[te], classes)
+        if len(classes) < 2 or len(np.unique(y[te][keep])) < 2:
+            continue
+        p = LogisticRegression(max_iter=300).fit(z[tr], y[tr]).predict_proba(z[te][keep])
+        yt = y[te][keep]
+        if len(classes) == 2:
+            aucs.append(roc_auc_score(yt == classes[1], p[:, 1]))
+        else:
+            aucs.append(np.mean([roc_auc_score(yt == c, p[:, i]) for i, c in enumerate(classes) if 0 < (yt == c).sum() < len(yt)]))
+    return float(np.mean(aucs)) if aucs else 0.0
+
+
+def _fixed_factor_batches(v: np.ndarray, n: int, batch: int, rng) -> tuple[np.ndarray, list[np.ndarray]]:
+    """n batches of items sharing the binned value of a random factor: (factor per batch, item indices)."""
+    ks, batches = rng.integers(0, v.shape[1], n), []
+    for k in ks:
+        anchor = rng.integers(0, len(v))
+        group = np.flatnonzero(v[:, k] == v[anchor, k])
+        batches.append(rng.choice(group, size=batch, replace=True))
+    return ks, batches
+
+
+def beta_vae_score(codes, factors, schema, bins: int = 20, n_train: int = 800, n_test: int = 400,
+                   batch: int = 64, seed: int = 0) -> float:
+    """BetaVAE score: held-out accuracy of a linear classifier that predicts which factor was
+    fixed from the mean absolute code difference of ``batch`` pairs sharing that factor."""
+    from sklearn.linear_model import LogisticRegression
+
+    z, _, _, v = prepare(codes, factors, schema, bins)
+    z = z / (z.std(0) + 1e-12)
+    rng = np.random.default_rng(seed)
+    ks, first = _fixed_factor_batches(v, n_train + n_test, batch, rng)
+    x = []
+    for k, a in zip(ks, first):
+        b = np.array([rng.choice(np.flatnonzero(v[:, k] == v[i, k])) for i in a])
+        x.append(np.abs(z[a] - z[b]).mean(0))
+    x = np.array(x)
+    clf = LogisticRegression(max_iter=1000).fit(x[:n_train], ks[:n_train])
+    return float(clf.score(x[n_train:], ks[n_train:]))
+
+
+def factor_vae_score(codes, factors, schema, bins: int = 20, n_train: int = 800, n_test: int = 400,
+                     batch: int = 64, seed: int = 0) -> float:
+    """FactorVAE score: with codes divided by their std, each batch sharing one factor votes
+    (argmin per-code variance, factor); a majority-vote classifier from code to factor is
+    fitted on the training votes and its accuracy on the test votes returned. Collapsed codes
+    (std < 1e-8) never win a vote."""
+    z, _, _, v = prepare(codes, factors, schema, bins)
+    std = z.std(0)
+    active = std > 1e-8
+    if not active.any():
+        return 0.0
+    z = z / np.where(active, std, 1.0)
+    rng = np.random.default_rng(seed)
+    ks, groups = _fixed_factor_batches(v, n_train + n_test, batch, rng)
+    dims = np.array([np.argmin(np.where(active, z[g].var(0), np.inf)) for g in groups])
+    votes = np.zeros((z.shape[1], v.shape[1]), dtype=np.int64)
+    np.add.at(votes, (dims[:n_train], ks[:n_train]), 1)
+    return float(np.mean(votes.argmax(1)[dims[n_train:]] == ks[n_train:]))
+
+
+def disentanglement_suite(codes, factors, schema, bins: int = 20, seed: int = 0) -> dict[str, float]:
+    """Every score of this module, by registry name."""
+    out = {"beta_vae": beta_vae_score(codes, factors, schema, bins, seed=seed),
+           "factor_vae": factor_vae_score(codes, factors, schema, bins, seed=seed),
+           "mig": mig(codes, factors, schema, bins), "sap": sap(codes, factors, schema, bins)}
+    out.update({f"dci_{k}": v for k, v in dci(codes, factors, schema, bins, seed).items()})
+    out["modularity"] = modularity(codes, factors, schema, bins)
+    out["explicitness"] = explicitness(codes, factors, schema, bins, seed)
+    return out

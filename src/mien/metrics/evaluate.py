@@ -1,0 +1,127 @@
+"""Scoring a checkpoint or two image folders with the registry's metrics (what ``mien eval``
+runs). Images go through in batches; features, codes and per-batch means are gathered, then
+every metric is computed once."""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Iterable, Iterator
+
+import torch
+from torch.utils.data import default_collate
+
+from mien.errors import ConfigError
+from mien.metrics.fid import image_features
+from mien.metrics.registry import Metric, resolve
+
+
+def dataset_batches(ds, n: int, batch_size: int) -> Iterator[dict]:
+    """The first ``n`` items of a data set as collated batches (world data sets render whole batches)."""
+    if n > len(ds):
+        raise ConfigError(f"the data has {len(ds)} items; lower --n to at most {len(ds)}")
+    for start in range(0, n, batch_size):
+        idx = range(start, min(start + batch_size, n))
+        yield ds.batch(idx) if hasattr(ds, "batch") else default_collate([ds[i] for i in idx])
+
+
+class _Mean:
+    """Running means of named floats, weighted by batch size."""
+
+    def __init__(self):
+        self.sums, self.count = {}, 0
+
+    def add(self, values: dict, n: int):
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * n
+        self.count += n
+
+    def result(self) -> dict:
+        return {k: v / self.count for k, v in self.sums.items()}
+
+
+def _classes(evaluator, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return evaluator(images)["expression"].argmax(1)
+
+
+def _distribution(chosen: list[Metric], gen: list, ref: list) -> dict:
+    gf, gc = torch.cat([g[0] for g in gen]), torch.cat([g[1] for g in gen])
+    rf, rc = torch.cat([r[0] for r in ref]), torch.cat([r[1] for r in ref])
+    out = {}
+    for m in chosen:
+        if m.needs == "distribution":
+            out.update(m.fn(gf, rf, gc, rc))
+    return out
+
+
+def _pairwise(chosen: list[Metric], mean: _Mean, ref: torch.Tensor, other: torch.Tensor, batch: dict | None):
+    for m in chosen:
+        if m.needs == "pairs":
+            mean.add(m.fn(ref, other), len(ref))
+        elif m.needs == "targets" and batch is not None:
+            mean.add(m.fn(other, batch), len(ref))
+
+
+@torch.no_grad()
+def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema=None, seed: int = 0,
+                   progress=None) -> dict:
+    """Metrics of a generative model on data ``batches`` (collated sample dicts): distribution
+    metrics compare samples with the data, pairwise and target metrics compare reconstructions
+    with their inputs, representation metrics score ``encode`` against the batches' factors."""
+    allowed = {"distribution"} if hasattr(model, "sample") else set()
+    if hasattr(model, "reconstruct"):
+        allowed |= {"pairs", "targets"}
+    if hasattr(model, "encode") and schema:
+        allowed.add("codes")
+    chosen = resolve(names, allowed)
+    needs = {m.needs for m in chosen}
+    gen, ref, codes, factors, mean = [], [], [], [], _Mean()
+    generator = torch.Generator().manual_seed(seed)
+    for batch in batches:
+        x = batch["image"].float()
+        if "distribution" in needs:
+            ref.append((image_features(x, evaluator), _classes(evaluator, x)))
+            s = model.sample(len(x), generator=generator).clamp(-1, 1)
+            gen.append((image_features(s, evaluator), _classes(evaluator, s)))
+        if needs & {"pairs", "targets"}:
+            _pairwise(chosen, mean, x, model.reconstruct(x).clamp(-1, 1), batch)
+        if "codes" in needs:
+            z = model.encode(x)
+            if z.dim() != 2:
+                raise ConfigError(f"{type(model).__name__} codes are {tuple(z.shape[1:])} maps, not vectors; "
+                                  "the disentanglement metrics need vector codes (leave them out of --metrics)")
+            codes.append(z)
+            factors.append(batch["factors"])
+        if progress:
+            progress(len(x))
+    out = _distribution(chosen, gen, ref) if gen else {}
+    out.update(mean.result() if mean.count else {})
+    if codes:
+        z = torch.cat(codes).numpy()
+        f = {k: torch.cat([b[k] for b in factors]).numpy() for k in factors[0]}
+        for m in chosen:
+            if m.needs == "codes":
+                out.update(m.fn(z, f, schema))
+    return out
+
+
+@torch.no_grad()
+def evaluate_images(gen_batches: Iterable[dict], ref_batches: Iterable[dict], names: str, evaluator,
+                    paired: bool, progress=None) -> dict:
+    """Metrics of a folder of images against a reference folder; pairwise metrics need ``paired``
+    folders (the same number of images, matched in file order)."""
+    chosen = resolve(names, {"distribution", "pairs"} if paired else {"distribution"})
+    gen, ref, mean = [], [], _Mean()
+    steps = zip(gen_batches, ref_batches) if paired else chain(((g, None) for g in gen_batches),
+                                                                 ((None, r) for r in ref_batches))
+    for g, r in steps:
+        for b, store in ((g, gen), (r, ref)):
+            if b is not None:
+                store.append((image_features(b["image"].float(), evaluator), _classes(evaluator, b["image"].float())))
+                if progress:
+                    progress(len(b["image"]))
+        if paired:
+            _pairwise(chosen, mean, r["image"].float(), g["image"].float(), None)
+    out = _distribution(chosen, gen, ref)
+    out.update(mean.result() if mean.count else {})
+    return out

@@ -1,0 +1,93 @@
+"""The metric registry used by ``mien eval``: name -> function and what it needs.
+
+Needs (the arguments the function receives):
+
+- ``distribution``: generated and reference evaluator features, and their evaluator classes;
+- ``pairs``: reference images and the images to compare with them (same order);
+- ``targets``: images and the batch whose labels, attributes and landmarks they should show;
+- ``codes``: codes N x D, the factor values of the items and the factor schema;
+- ``sequences``: generated and reference sequence batches (``sequence``, ``length``, ``label``).
+
+Every function returns a dict of named floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from mien.data.world.geometry import EXPRESSIONS
+from mien.metrics import disentangle as dis
+from mien.metrics import fid, image, pr, sequence
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    needs: str
+    fn: Callable[..., dict]
+    help: str
+
+
+def _per_class(gf, rf, gc, rc) -> dict:
+    out = {}
+    for c, scores in pr.precision_recall_per_class(gf, gc, rf, rc).items():
+        out.update({f"{k}_{EXPRESSIONS[c] if c < len(EXPRESSIONS) else c}": v for k, v in scores.items()})
+    return out
+
+
+def _kid(gf, rf, gc, rc) -> dict:
+    mean, std = fid.kid_from_features(gf, rf)
+    return {"kid_mien": mean, "kid_mien_std": std}
+
+
+_ALL = [
+    Metric("fid", "distribution", lambda gf, rf, gc, rc: {"fid_mien": fid.fid_from_features(gf, rf)},
+           "Fréchet distance on evaluator features"),
+    Metric("kid", "distribution", _kid, "kernel distance (unbiased MMD^2, cubic kernel) on evaluator features"),
+    Metric("pr", "distribution", lambda gf, rf, gc, rc: pr.precision_recall(gf, rf),
+           "k-NN precision, recall, density, coverage"),
+    Metric("pr_class", "distribution", _per_class, "precision/recall/density/coverage per evaluator expression class"),
+    Metric("psnr", "pairs", lambda a, b: {"psnr": image.psnr(a, b)}, "PSNR (dB) of each image to its reference"),
+    Metric("ssim", "pairs", lambda a, b: {"ssim": image.ssim(a, b)}, "SSIM of each image to its reference"),
+    Metric("lpips", "pairs", lambda a, b: {"lpips_mien": image.lpips_mien(a, b)}, "LPIPS formula on evaluator features"),
+    Metric("csim", "pairs", lambda a, b: {"csim_mien": image.csim_mien(a, b)}, "identity cosine similarity"),
+    Metric("expr_acc", "targets", lambda x, b: {"expression_acc": image.expression_accuracy(x, b["label"])},
+           "evaluator expression accuracy w.r.t. the intended labels"),
+    Metric("attr_acc", "targets", lambda x, b: {"attribute_acc": image.attribute_accuracy(x, b["attributes"])},
+           "evaluator attribute accuracy w.r.t. the intended attributes"),
+    Metric("nme", "targets", lambda x, b: {"landmark_nme": image.image_landmark_nme(x, b["landmarks2d"])},
+           "landmark NME (inter-ocular) of the evaluator's landmarks w.r.t. the intended ones"),
+    Metric("beta_vae", "codes", lambda z, f, s: {"beta_vae": dis.beta_vae_score(z, f, s)}, "BetaVAE score"),
+    Metric("factor_vae", "codes", lambda z, f, s: {"factor_vae": dis.factor_vae_score(z, f, s)}, "FactorVAE score"),
+    Metric("mig", "codes", lambda z, f, s: {"mig": dis.mig(z, f, s)}, "mutual information gap"),
+    Metric("sap", "codes", lambda z, f, s: {"sap": dis.sap(z, f, s)}, "separated attribute predictability"),
+    Metric("dci", "codes", lambda z, f, s: {f"dci_{k}": v for k, v in dis.dci(z, f, s).items()},
+           "DCI disentanglement, completeness, informativeness"),
+    Metric("modularity", "codes", lambda z, f, s: {"modularity": dis.modularity(z, f, s)}, "modularity"),
+    Metric("explicitness", "codes", lambda z, f, s: {"explicitness": dis.explicitness(z, f, s)}, "explicitness"),
+    Metric("seq_acc", "sequences", lambda g, r: {"seq_acc": sequence.sequence_accuracy(g["sequence"], g["label"], g.get("length"))},
+           "sequence classifier accuracy w.r.t. the conditioning labels"),
+    Metric("seq_fd", "sequences", lambda g, r: {"seq_fd": sequence.sequence_fd(g["sequence"], r["sequence"], g.get("length"), r.get("length"))},
+           "Fréchet distance on the sequence classifier's linear layer"),
+]
+METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+
+
+def resolve(names: str, allowed_needs: set[str]) -> list[Metric]:
+    """Metrics named in a comma-separated list ('all': every metric whose needs are allowed)."""
+    from mien.errors import ConfigError
+
+    if names.strip() == "all":
+        return [m for m in _ALL if m.needs in allowed_needs]
+    out = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        if name not in METRICS:
+            raise ConfigError(f"unknown metric {name!r}; choose from {', '.join(METRICS)} or 'all'")
+        if METRICS[name].needs not in allowed_needs:
+            raise ConfigError(f"metric {name!r} needs {METRICS[name].needs}, which this input cannot give "
+                              f"(it gives: {', '.join(sorted(allowed_needs)) or 'nothing'})")
+        out.append(METRICS[name])
+    if not out:
+        raise ConfigError("no metric given; pass --metrics fid,kid,... or all")
+    return out

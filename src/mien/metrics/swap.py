@@ -1,0 +1,63 @@
+"""Label-swap metrics of Zou thesis ch. 5-6 (§5.4, §6.5; digest E), scored with mien's evaluator
+in place of the independent ResNet-50. In a swap, x_{y=0} and x_{y=1} are encoded with their
+true labels, giving (z_0, c_0) and (z_1, c_1); D(z_0, c_1, y=1) should gain the attribute and
+D(z_1, c_0, y=0) lose it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mien.errors import ConfigError
+from mien.evaluator.network import ATTRIBUTES
+
+
+def _evaluator(evaluator, images):
+    from mien.metrics.image import _evaluator as pick
+
+    return pick(evaluator, images)
+
+
+@torch.no_grad()
+def success_rate(images, target: int, attribute: str = "glasses", evaluator=None) -> float:
+    """Share of ``images`` that the evaluator classifies as ``attribute`` = ``target``."""
+    if attribute not in ATTRIBUTES:
+        raise ConfigError(f"unknown attribute {attribute!r}; the evaluator knows {', '.join(ATTRIBUTES)}")
+    images = torch.as_tensor(images).float()
+    logit = _evaluator(evaluator, images)(images)["attributes"][:, ATTRIBUTES.index(attribute)]
+    return ((logit > 0).long() == int(target)).float().mean().item()
+
+
+def sr_plus(added, attribute: str = "glasses", evaluator=None) -> float:
+    """SR(+): share of swaps D(z_0, c_1, y=1) classified as having the attribute (Zou §5.4, §6.5)."""
+    return success_rate(added, 1, attribute, evaluator)
+
+
+def sr_minus(removed, attribute: str = "glasses", evaluator=None) -> float:
+    """SR(-): share of swaps D(z_1, c_0, y=0) classified as not having the attribute."""
+    return success_rate(removed, 0, attribute, evaluator)
+
+
+@torch.no_grad()
+def cfd(real, fake, evaluator=None) -> float:
+    """Classification Feature Distance (Zou §6.5): mean L2 distance between the classifier's last
+    layer for the original x_{y=1} and for the fake D(z_0, c_1, y=1) that shares its c and y
+    (likewise x_{y=0} and D(z_1, c_0, y=0)); here the evaluator's neck features."""
+    real, fake = torch.as_tensor(real).float(), torch.as_tensor(fake).float()
+    ev = _evaluator(evaluator, real)
+    return (ev.features(real) - ev.features(fake)).norm(dim=1).mean().item()
+
+
+def bca(y_true, y_pred) -> float:
+    """Balanced classification accuracy of q(y|x): the mean of the per-class recalls."""
+    t, p = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    return float(np.mean([(p[t == c] == c).mean() for c in np.unique(t)]))
+
+
+def swap_scores(added, real_with, removed, real_without, attribute: str = "glasses", evaluator=None) -> dict:
+    """SR(+), SR(-), their mean SR (Zou Tab. 6.3) and CFD over both swap directions: ``added`` =
+    D(z_0, c_1, y=1) paired with ``real_with`` = x_{y=1}; ``removed`` = D(z_1, c_0, y=0) paired
+    with ``real_without`` = x_{y=0}."""
+    plus, minus = sr_plus(added, attribute, evaluator), sr_minus(removed, attribute, evaluator)
+    dist = (cfd(real_with, added, evaluator) + cfd(real_without, removed, evaluator)) / 2
+    return {"sr_plus": plus, "sr_minus": minus, "sr": (plus + minus) / 2, "cfd": dist}

@@ -1,0 +1,204 @@
+"""Diffusion models in pixel space or in the latent space of a mien autoencoder (latent diffusion,
+Pikoulis §3.4 and §4.2-4.3, system P1), unconditional or class-conditional with classifier-free
+guidance training (a learned null label replaces the condition with probability p_uncond)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from mien.diffusion import sampling
+from mien.diffusion.denoisers import DenoiserConfig, UNetDenoiser
+from mien.diffusion.guidance import classifier_free
+from mien.diffusion.schedule import PREDICTIONS, NoiseSchedule
+from mien.errors import ConfigError
+from mien.models.base import GenerativeModel, ModelConfig, build_model, images_of, register
+
+
+@dataclass
+class DiffusionConfig(ModelConfig):
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    schedule: str = "linear"
+    timesteps: int = 1000
+    beta_start: float | None = None
+    beta_end: float | None = None
+    prediction: str = "epsilon"
+    condition: str | None = None
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+    p_uncond: float = 0.1
+    uncond_per_batch: bool = False
+    autoencoder: str | None = None
+    autoencoder_config: dict = field(default_factory=dict)
+    latent_scale: float = 0.0
+    sample_steps: int = 50
+    eta: float = 0.0
+    guidance: float = 1.0
+
+    def __post_init__(self):
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f"model.prediction {self.prediction!r} is unknown; choose one of {', '.join(PREDICTIONS)}")
+        if self.condition and self.num_classes < 2:
+            raise ConfigError(f"a model conditioned on {self.condition!r} needs model.num_classes >= 2")
+        if not 0 <= self.p_uncond <= 1:
+            raise ConfigError(f"model.p_uncond must lie in [0, 1], got {self.p_uncond}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ConfigError("model.class_names needs one name per class")
+
+
+@register("diffusion", DiffusionConfig)
+class Diffusion(GenerativeModel):
+    """eps-, x0- or v-prediction DDPM trained with the simple loss E||target - net(x_t, t, y)||^2
+    (Pikoulis Eqs. 3.80, 3.83); sampled with the generalised DDIM/DDPM sampler and CFG."""
+
+    def __init__(self, config: DiffusionConfig):
+        super().__init__(config)
+        c = config
+        self.schedule = NoiseSchedule.make(c.schedule, c.timesteps, c.beta_start, c.beta_end)
+        self.autoencoder = self._autoencoder()
+        if self.autoencoder is not None:
+            channels, size, _ = self.autoencoder.latent_shape
+        else:
+            channels, size = c.in_channels, c.image_size
+        self.latent_shape = (channels, size, size)
+        self.net = UNetDenoiser(c.denoiser, size, channels, c.num_classes if c.condition else 0)
+        self.register_buffer("scale", torch.tensor(float(c.latent_scale or (1.0 if self.autoencoder is None else 0.0))))
+
+    def _autoencoder(self):
+        """The frozen first stage: built from ``autoencoder_config`` (weights then come with this
+        model's checkpoint), or loaded from the ``autoencoder`` checkpoint folder the first time."""
+        c = self.config
+        if not c.autoencoder and not c.autoencoder_config:
+            return None
+        if c.autoencoder_config:
+            ae = build_model(c.autoencoder_config)
+        else:
+            from mien.train.checkpoint import load
+
+            ae = load(c.autoencoder)
+            c.autoencoder_config = ae.config_dict()
+        if not hasattr(ae, "latent_shape"):
+            raise ConfigError(f"{ae.model_name} has a vector latent; latent diffusion needs a spatial one (vqvae)")
+        if ae.config.image_size != c.image_size:
+            raise ConfigError(f"the autoencoder works on {ae.config.image_size} px images, the model on {c.image_size}")
+        return ae.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.autoencoder is not None:
+            self.autoencoder.eval()
+        return self
+
+    # --- latents -------------------------------------------------------------------------------
+    def to_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> scaled diffusion space (pre-quantisation autoencoder latents x scale)."""
+        if self.autoencoder is None:
+            return x
+        with torch.no_grad():
+            z = self.autoencoder.encoder(x)
+        if self.training and float(self.scale) == 0.0:
+            self.scale.fill_(1.0 / z.std().clamp_min(1e-6).item())  # LDM: unit variance latents
+        return z * self.scale
+
+    def from_latent(self, z: torch.Tensor) -> torch.Tensor:
+        if self.autoencoder is None:
+            return z.clamp(-1, 1)
+        z = z / self.scale
+        return self.autoencoder.decode(self.autoencoder.lookup(self.autoencoder.nearest_codes(z))).clamp(-1, 1)
+
+    # --- conditions ----------------------------------------------------------------------------
+    def labels(self, batch: dict) -> torch.Tensor | None:
+        c = self.config
+        if not c.condition:
+            return None
+        if c.condition == "expression" and "label" in batch:
+            y = batch["label"]
+        elif "factors" in batch and c.condition in batch["factors"]:
+            y = batch["factors"][c.condition]
+        else:
+            raise ConfigError(f"the data has no factor {c.condition!r} to condition on")
+        y = torch.as_tensor(y).long()
+        if y.min() < 0 or y.max() >= c.num_classes:
+            raise ConfigError(f"labels of {c.condition!r} must lie in 0..{c.num_classes - 1}")
+        return y
+
+    def label_index(self, label) -> int:
+        """A class given by name (from class_names) or index."""
+        names = self.config.class_names
+        if isinstance(label, str) and label in names:
+            return names.index(label)
+        try:
+            i = int(label)
+        except (TypeError, ValueError):
+            i = -1
+        if not 0 <= i < self.config.num_classes:
+            raise ConfigError(f"unknown class {label!r}; choose one of {', '.join(names) or range(self.config.num_classes)}")
+        return i
+
+    def _drop(self, y: torch.Tensor) -> torch.Tensor:
+        """Replace labels by the null label with probability p_uncond (per sample or per batch)."""
+        c = self.config
+        if c.uncond_per_batch:
+            drop = (torch.rand((), device=y.device) < c.p_uncond).expand_as(y)
+        else:
+            drop = torch.rand(y.shape, device=y.device) < c.p_uncond
+        return torch.where(drop, torch.full_like(y, c.num_classes), y)
+
+    # --- training ------------------------------------------------------------------------------
+    def loss(self, batch: dict) -> dict:
+        z = self.to_latent(images_of(batch))
+        y = self.labels(batch)
+        t = torch.randint(self.schedule.T, (len(z),), device=z.device)
+        noise = torch.randn_like(z)
+        x_t = self.schedule.q_sample(z, t, noise)
+        out = self.net(x_t, t, self._drop(y) if y is not None else None)
+        loss = F.mse_loss(out, self.schedule.target(z, t, noise, self.config.prediction))
+        return {"loss": loss}
+
+    # --- sampling and editing ------------------------------------------------------------------
+    def denoiser(self, cond: torch.Tensor | None, guidance: float):
+        """``denoise(x, t)`` for the sampler, with classifier-free guidance when conditional."""
+        if cond is None or not self.config.condition:
+            return lambda x, t: self.net(x, t, None)
+        return classifier_free(self.net, cond, self.net.null(len(cond), cond.device), guidance)
+
+    def _cond(self, cond, n: int) -> torch.Tensor | None:
+        if cond is None:
+            return None
+        if not self.config.condition:
+            raise ConfigError("this diffusion model is unconditional; sample it without a label")
+        if isinstance(cond, (str, int)):
+            cond = [cond] * n
+        if torch.is_tensor(cond):
+            return cond.long().to(self.scale.device)
+        return torch.tensor([self.label_index(c) for c in cond], device=self.scale.device)
+
+    @torch.no_grad()
+    def sample(self, n: int, cond=None, generator=None, guidance: float | None = None, steps: int | None = None,
+               eta: float | None = None, method: str = "ddim") -> torch.Tensor:
+        c = self.config
+        y = self._cond(cond, n)
+        x_T = torch.randn((n, *self.latent_shape), generator=generator).to(self.scale.device)
+        grid = sampling.timesteps(self.schedule.T, steps or c.sample_steps)
+        z = sampling.sample(self.denoiser(y, c.guidance if guidance is None else guidance), self.schedule, x_T, grid,
+                            eta=c.eta if eta is None else eta, method=method, prediction=c.prediction,
+                            generator=generator)
+        return self.from_latent(z)
+
+    @torch.no_grad()
+    def edit(self, x: torch.Tensor, source, target, t0: int = 500, steps: int = 40, guidance: float = 4.0,
+             invert: str = "ddim", generator=None) -> torch.Tensor:
+        """Pikoulis §4.4 (system P2): invert x under the source label (plain conditional, gamma=1)
+        to t0 over ``steps`` steps spread on [0, t0], regenerate under the target label with CFG."""
+        n = len(x)
+        src, trg = self._cond(source, n), self._cond(target, n)
+        z = self.to_latent(x)
+        out = sampling.edit(self.denoiser(src, 1.0), self.denoiser(trg, guidance), self.schedule, z, t0, steps,
+                            prediction=self.config.prediction, invert=invert, generator=generator)
+        return self.from_latent(out)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Through the first stage only (identity in pixel space)."""
+        return self.from_latent(self.to_latent(x))
