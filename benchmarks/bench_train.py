@@ -46,9 +46,9 @@ def model_section(size: int) -> dict:
     return {"name": "vae", "image_size": size, "widths": [32, 64, 128], "latent_dim": 10}
 
 
-def bare_loop(images, size, steps, batch) -> float:
+def bare_loop(images, size, steps, batch, section=None) -> float:
     torch.manual_seed(0)
-    model = build_model(model_section(size))
+    model = build_model(section or model_section(size))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     start = time.perf_counter()
@@ -61,8 +61,8 @@ def bare_loop(images, size, steps, batch) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def engine(images, size, steps, batch) -> float:
-    cfg = run_config({"model": model_section(size), "data": {"size": size, "n": len(images), "batch_size": batch},
+def engine(images, size, steps, batch, section=None) -> float:
+    cfg = run_config({"model": section or model_section(size), "data": {"size": size, "n": len(images), "batch_size": batch},
                       "train": {"max_steps": steps, "lr": 1e-3, "save_every": 0, "log_every": 50}})
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -112,17 +112,17 @@ def pythae_trainer(images, size, steps, batch) -> float:
         return epochs * len(images) / (time.perf_counter() - start)
 
 
-def seconds(fn, images, size, steps, batch) -> float:
-    return steps * batch / fn(images, size, steps, batch)
+def seconds(fn, images, size, steps, batch, *extra) -> float:
+    return steps * batch / fn(images, size, steps, batch, *extra)
 
 
-def steady_rate(fn, repeats, images, size, steps, batch) -> tuple[float, float]:
+def steady_rate(fn, repeats, images, size, steps, batch, *extra) -> tuple[float, float]:
     """(images/s in steady state, start-up seconds), medians over repeats."""
-    seconds(fn, images, size, steps, batch)  # warm-up (imports, allocator)
+    seconds(fn, images, size, steps, batch, *extra)  # warm-up (imports, allocator)
     rates, startups = [], []
     for _ in range(repeats):
-        t1 = seconds(fn, images, size, steps, batch)
-        t2 = seconds(fn, images, size, 2 * steps, batch)
+        t1 = seconds(fn, images, size, steps, batch, *extra)
+        t2 = seconds(fn, images, size, 2 * steps, batch, *extra)
         rates.append(steps * batch / max(t2 - t1, 1e-9))
         startups.append(max(0.0, 2 * t1 - t2))
     return statistics.median(rates), statistics.median(startups)

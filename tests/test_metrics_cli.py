@@ -1,7 +1,6 @@
 """``mien eval ckpt`` / ``mien eval images``: JSON and table on success, one line and exit 2 on user errors."""
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -10,10 +9,30 @@ from mien.data.folder import export_samples
 from mien.data.world import WorldDataset
 from mien.models import build_model
 from mien.train import checkpoint
+from model_helpers import single_thread  # noqa: F401
 
 
-def mien(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mien", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def mien(capsys, monkeypatch):
+    """Run the ``mien`` entry point in this process (as the console script does) and capture it."""
+    from mien.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["mien", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +44,7 @@ def vae_ckpt(tmp_path_factory):
     return checkpoint.save(model, out, config, {"steps": 0})
 
 
-def test_eval_ckpt_writes_every_applicable_metric(vae_ckpt, tmp_path):
+def test_eval_ckpt_writes_every_applicable_metric(mien, vae_ckpt, tmp_path):
     r = mien("eval", "ckpt", vae_ckpt, "--n", 60, "--batch-size", 30, "--out", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "m.json").read_text())
@@ -45,7 +64,7 @@ def folders(tmp_path_factory):
     return root / "gen", root / "ref"
 
 
-def test_eval_images_scores_two_folders(folders, tmp_path):
+def test_eval_images_scores_two_folders(mien, folders, tmp_path):
     r = mien("eval", "images", folders[0], "--ref", folders[1], "--size", 32,
              "--metrics", "fid,pr,ssim,psnr", "--out", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
@@ -57,13 +76,14 @@ def test_eval_images_scores_two_folders(folders, tmp_path):
     (("eval", "ckpt", "no/such/ckpt"), "does not exist"),
     (("eval", "images", "no/such/dir", "--ref", "no/such/ref"), "no/such"),
 ])
-def test_bad_input_gives_one_line_and_exit_2(args, message, tmp_path):
-    r = mien(*args, cwd=tmp_path)
+def test_bad_input_gives_one_line_and_exit_2(mien, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = mien(*args)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_unknown_or_inapplicable_metric(vae_ckpt, folders, tmp_path):
+def test_unknown_or_inapplicable_metric(mien, vae_ckpt, folders, tmp_path):
     r = mien("eval", "ckpt", vae_ckpt, "--metrics", "fid,wow", "--out", tmp_path / "m.json")
     assert r.returncode == 2 and "unknown metric 'wow'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = mien("eval", "images", folders[0], "--ref", folders[1], "--metrics", "mig", "--out", tmp_path / "m.json")
+    r = mien("eval", "images", folders[0], "--ref", folders[1], "--size", 32, "--metrics", "mig", "--out", tmp_path / "m.json")
     assert r.returncode == 2 and "needs codes" in r.stderr and len(r.stderr.strip().splitlines()) == 1

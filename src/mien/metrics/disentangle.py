@@ -56,19 +56,24 @@ def discretise(x: np.ndarray, bins: int = 20) -> np.ndarray:
 
 
 def _mutual_info(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mutual information (nats) between every column of a (N x P ints) and of b (N x Q ints)."""
-    from sklearn.metrics import mutual_info_score
-
-    return np.array([[mutual_info_score(a[:, i], b[:, j]) for j in range(b.shape[1])] for i in range(a.shape[1])])
+    """Mutual information (nats) between every column of a (N x P ints) and of b (N x Q ints),
+    from joint histograms."""
+    a, b = a - a.min(0), b - b.min(0)
+    out = np.zeros((a.shape[1], b.shape[1]))
+    for i, x in enumerate(a.T):
+        px = np.bincount(x) / len(x)
+        for j, y in enumerate(b.T):
+            ny = y.max() + 1
+            joint = np.bincount(x * ny + y, minlength=len(px) * ny).reshape(len(px), ny) / len(x)
+            py = joint.sum(0)
+            nz = joint > 0
+            out[i, j] = (joint[nz] * np.log(joint[nz] / np.outer(px, py)[nz])).sum()
+    return out
 
 
 def _entropy(v: np.ndarray) -> np.ndarray:
-    out = []
-    for col in v.T:
-        p = np.bincount(col - col.min()) / len(col)
-        p = p[p > 0]
-        out.append(-(p * np.log(p)).sum())
-    return np.array(out)
+    """Entropy (nats) of each column of v (N x K ints): H(v) = I(v; v)."""
+    return np.array([_mutual_info(c[:, None], c[:, None])[0, 0] for c in v.T])
 
 
 def mig(codes, factors, schema, bins: int = 20) -> float:
@@ -107,7 +112,7 @@ def sap(codes, factors, schema, bins: int = 20) -> float:
     return float(np.mean(top[0] - top[1])) if len(top) > 1 else 0.0
 
 
-def _split(n: int, seed: int, train: float = 0.8, cap: int = 5000):
+def _split(n: int, seed: int, train: float = 0.8, cap: int = 2500):
     perm = np.random.default_rng(seed).permutation(n)[: min(n, int(cap / train))]
     cut = int(train * len(perm))
     return perm[:cut], perm[cut:]
@@ -125,7 +130,7 @@ def dci(codes, factors, schema, bins: int = 20, seed: int = 0) -> dict[str, floa
     for k, f in enumerate(kept):
         y = values[:, k]
         cls = RandomForestClassifier if f.discrete else RandomForestRegressor
-        model = cls(n_estimators=10, max_depth=8, random_state=seed, n_jobs=1).fit(z[tr], y[tr])
+        model = cls(n_estimators=10, max_depth=6, random_state=seed, n_jobs=1).fit(z[tr], y[tr])
         importance[:, k] = model.feature_importances_
         info.append(max(0.0, model.score(z[te], y[te])))
     r = importance + 1e-12
@@ -154,11 +159,19 @@ def modularity(codes, factors, schema, bins: int = 20) -> float:
     return float(np.mean(1 - delta)) if live.any() else 0.0
 
 
+def _auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC from ranks (Mann-Whitney U), ties averaged."""
+    from scipy.stats import rankdata
+
+    n_pos = positive.sum()
+    n_neg = len(positive) - n_pos
+    return float((rankdata(score)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def explicitness(codes, factors, schema, bins: int = 20, seed: int = 0) -> float:
-    """Explicitness: mean over factors of the held-out one-vs-rest ROC AUC of a logistic
-    regression from all codes to the (binned) factor value."""
+    """Explicitness: mean over factors of the held-out one-vs-rest ROC AUC (averaged over the
+    factor's values) of a logistic regression from all codes to the (binned) factor value."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
 
     z, _, _, v = prepare(codes, factors, schema, bins)
     z = (z - z.mean(0)) / (z.std(0) + 1e-12)
@@ -166,25 +179,22 @@ def explicitness(codes, factors, schema, bins: int = 20, seed: int = 0) -> float
     aucs = []
     for y in v.T:
         classes = np.unique(y[tr])
-        keep = np.isin(y[te], classes)
-        if len(classes) < 2 or len(np.unique(y[te][keep])) < 2:
+        if len(classes) < 2:
             continue
-        p = LogisticRegression(max_iter=300).fit(z[tr], y[tr]).predict_proba(z[te][keep])
-        yt = y[te][keep]
-        if len(classes) == 2:
-            aucs.append(roc_auc_score(yt == classes[1], p[:, 1]))
-        else:
-            aucs.append(np.mean([roc_auc_score(yt == c, p[:, i]) for i, c in enumerate(classes) if 0 < (yt == c).sum() < len(yt)]))
+        p = LogisticRegression(max_iter=300).fit(z[tr], y[tr]).predict_proba(z[te])
+        scores = [_auc(y[te] == c, p[:, i]) for i, c in enumerate(classes) if 0 < (y[te] == c).sum() < len(te)]
+        if scores:
+            aucs.append(np.mean(scores))
     return float(np.mean(aucs)) if aucs else 0.0
 
 
-def _fixed_factor_batches(v: np.ndarray, n: int, batch: int, rng) -> tuple[np.ndarray, list[np.ndarray]]:
-    """n batches of items sharing the binned value of a random factor: (factor per batch, item indices)."""
+def _fixed_factor_batches(v: np.ndarray, n: int, shape: tuple, rng) -> tuple[np.ndarray, list[np.ndarray]]:
+    """n index arrays of ``shape``, each drawn from the items that share the binned value of a
+    random factor (the factor of each batch, the arrays)."""
     ks, batches = rng.integers(0, v.shape[1], n), []
     for k in ks:
-        anchor = rng.integers(0, len(v))
-        group = np.flatnonzero(v[:, k] == v[anchor, k])
-        batches.append(rng.choice(group, size=batch, replace=True))
+        group = np.flatnonzero(v[:, k] == v[rng.integers(0, len(v)), k])
+        batches.append(rng.choice(group, size=shape, replace=True))
     return ks, batches
 
 
@@ -196,13 +206,8 @@ def beta_vae_score(codes, factors, schema, bins: int = 20, n_train: int = 800, n
 
     z, _, _, v = prepare(codes, factors, schema, bins)
     z = z / (z.std(0) + 1e-12)
-    rng = np.random.default_rng(seed)
-    ks, first = _fixed_factor_batches(v, n_train + n_test, batch, rng)
-    x = []
-    for k, a in zip(ks, first):
-        b = np.array([rng.choice(np.flatnonzero(v[:, k] == v[i, k])) for i in a])
-        x.append(np.abs(z[a] - z[b]).mean(0))
-    x = np.array(x)
+    ks, pairs = _fixed_factor_batches(v, n_train + n_test, (2, batch), np.random.default_rng(seed))
+    x = np.array([np.abs(z[a] - z[b]).mean(0) for a, b in pairs])
     clf = LogisticRegression(max_iter=1000).fit(x[:n_train], ks[:n_train])
     return float(clf.score(x[n_train:], ks[n_train:]))
 
@@ -220,7 +225,7 @@ def factor_vae_score(codes, factors, schema, bins: int = 20, n_train: int = 800,
         return 0.0
     z = z / np.where(active, std, 1.0)
     rng = np.random.default_rng(seed)
-    ks, groups = _fixed_factor_batches(v, n_train + n_test, batch, rng)
+    ks, groups = _fixed_factor_batches(v, n_train + n_test, (batch,), rng)
     dims = np.array([np.argmin(np.where(active, z[g].var(0), np.inf)) for g in groups])
     votes = np.zeros((z.shape[1], v.shape[1]), dtype=np.int64)
     np.add.at(votes, (dims[:n_train], ks[:n_train]), 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -122,7 +123,10 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
         precision=cfg.train.precision, logger=CSVLogger(out, name="", version=""), callbacks=callbacks,
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
         use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=out)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # keep the console to mien's own lines and the bar
+        logging.getLogger(name).setLevel(logging.WARNING)
     with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
         warnings.filterwarnings("ignore", ".*exists and is not empty.*")
