@@ -54,12 +54,13 @@ def _distribution(chosen: list[Metric], gen: list, ref: list) -> dict:
     return out
 
 
-def _pairwise(chosen: list[Metric], mean: _Mean, ref: torch.Tensor, other: torch.Tensor, batch: dict | None):
+def _pairwise(chosen: list[Metric], mean: _Mean, ref: torch.Tensor, other: torch.Tensor, batch: dict | None,
+              evaluator):
     for m in chosen:
         if m.needs == "pairs":
-            mean.add(m.fn(ref, other), len(ref))
+            mean.add(m.fn(ref, other, evaluator), len(ref))
         elif m.needs == "targets" and batch is not None:
-            mean.add(m.fn(other, batch), len(ref))
+            mean.add(m.fn(other, batch, evaluator), len(ref))
 
 
 @torch.no_grad()
@@ -67,24 +68,30 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
                    progress=None) -> dict:
     """Metrics of a generative model on data ``batches`` (collated sample dicts): distribution
     metrics compare samples with the data, pairwise and target metrics compare reconstructions
-    with their inputs, representation metrics score ``encode`` against the batches' factors."""
+    with their inputs, representation metrics score vector codes of ``encode`` against the
+    batches' factors. With ``names='all'``, whatever applies to the model and the data."""
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is None:
+        raise ConfigError("no data to score")
     allowed = {"distribution"} if hasattr(model, "sample") else set()
     if hasattr(model, "reconstruct"):
         allowed |= {"pairs", "targets"}
-    if hasattr(model, "encode") and schema:
-        allowed.add("codes")
-    chosen = resolve(names, allowed)
+    if hasattr(model, "encode") and schema and "factors" in first:
+        if model.encode(first["image"][:2].float()).dim() == 2 or names.strip() != "all":
+            allowed.add("codes")
+    chosen = resolve(names, allowed, first.keys())
     needs = {m.needs for m in chosen}
     gen, ref, codes, factors, mean = [], [], [], [], _Mean()
     generator = torch.Generator().manual_seed(seed)
-    for batch in batches:
+    for batch in chain([first], batches):
         x = batch["image"].float()
         if "distribution" in needs:
             ref.append((image_features(x, evaluator), _classes(evaluator, x)))
             s = model.sample(len(x), generator=generator).clamp(-1, 1)
             gen.append((image_features(s, evaluator), _classes(evaluator, s)))
         if needs & {"pairs", "targets"}:
-            _pairwise(chosen, mean, x, model.reconstruct(x).clamp(-1, 1), batch)
+            _pairwise(chosen, mean, x, model.reconstruct(x).clamp(-1, 1), batch, evaluator)
         if "codes" in needs:
             z = model.encode(x)
             if z.dim() != 2:
@@ -121,7 +128,7 @@ def evaluate_images(gen_batches: Iterable[dict], ref_batches: Iterable[dict], na
                 if progress:
                     progress(len(b["image"]))
         if paired:
-            _pairwise(chosen, mean, r["image"].float(), g["image"].float(), None)
+            _pairwise(chosen, mean, r["image"].float(), g["image"].float(), None, evaluator)
     out = _distribution(chosen, gen, ref)
     out.update(mean.result() if mean.count else {})
     return out

@@ -3,8 +3,9 @@
 Needs (the arguments the function receives):
 
 - ``distribution``: generated and reference evaluator features, and their evaluator classes;
-- ``pairs``: reference images and the images to compare with them (same order);
-- ``targets``: images and the batch whose labels, attributes and landmarks they should show;
+- ``pairs``: reference images, the images to compare with them (same order) and the evaluator;
+- ``targets``: images, the batch whose labels, attributes or landmarks (``keys``) they should
+  show, and the evaluator;
 - ``codes``: codes N x D, the factor values of the items and the factor schema;
 - ``sequences``: generated and reference sequence batches (``sequence``, ``length``, ``label``).
 
@@ -27,6 +28,7 @@ class Metric:
     needs: str
     fn: Callable[..., dict]
     help: str
+    keys: tuple[str, ...] = ()  # batch keys a ``targets`` metric reads
 
 
 def _per_class(gf, rf, gc, rc) -> dict:
@@ -48,16 +50,16 @@ _ALL = [
     Metric("pr", "distribution", lambda gf, rf, gc, rc: pr.precision_recall(gf, rf),
            "k-NN precision, recall, density, coverage"),
     Metric("pr_class", "distribution", _per_class, "precision/recall/density/coverage per evaluator expression class"),
-    Metric("psnr", "pairs", lambda a, b: {"psnr": image.psnr(a, b)}, "PSNR (dB) of each image to its reference"),
-    Metric("ssim", "pairs", lambda a, b: {"ssim": image.ssim(a, b)}, "SSIM of each image to its reference"),
-    Metric("lpips", "pairs", lambda a, b: {"lpips_mien": image.lpips_mien(a, b)}, "LPIPS formula on evaluator features"),
-    Metric("csim", "pairs", lambda a, b: {"csim_mien": image.csim_mien(a, b)}, "identity cosine similarity"),
-    Metric("expr_acc", "targets", lambda x, b: {"expression_acc": image.expression_accuracy(x, b["label"])},
-           "evaluator expression accuracy w.r.t. the intended labels"),
-    Metric("attr_acc", "targets", lambda x, b: {"attribute_acc": image.attribute_accuracy(x, b["attributes"])},
-           "evaluator attribute accuracy w.r.t. the intended attributes"),
-    Metric("nme", "targets", lambda x, b: {"landmark_nme": image.image_landmark_nme(x, b["landmarks2d"])},
-           "landmark NME (inter-ocular) of the evaluator's landmarks w.r.t. the intended ones"),
+    Metric("psnr", "pairs", lambda a, b, ev: {"psnr": image.psnr(a, b)}, "PSNR (dB) of each image to its reference"),
+    Metric("ssim", "pairs", lambda a, b, ev: {"ssim": image.ssim(a, b)}, "SSIM of each image to its reference"),
+    Metric("lpips", "pairs", lambda a, b, ev: {"lpips_mien": image.lpips_mien(a, b, ev)}, "LPIPS formula on evaluator features"),
+    Metric("csim", "pairs", lambda a, b, ev: {"csim_mien": image.csim_mien(a, b, ev)}, "identity cosine similarity"),
+    Metric("expr_acc", "targets", lambda x, b, ev: {"expression_acc": image.expression_accuracy(x, b["label"], ev)},
+           "evaluator expression accuracy w.r.t. the intended labels", ("label",)),
+    Metric("attr_acc", "targets", lambda x, b, ev: {"attribute_acc": image.attribute_accuracy(x, b["attributes"], ev)},
+           "evaluator attribute accuracy w.r.t. the intended attributes (sex, glasses, beard, hat)", ("attributes",)),
+    Metric("nme", "targets", lambda x, b, ev: {"landmark_nme": image.image_landmark_nme(x, b["landmarks2d"], ev)},
+           "landmark NME (inter-ocular) of the evaluator's landmarks w.r.t. the intended ones", ("landmarks2d",)),
     Metric("beta_vae", "codes", lambda z, f, s: {"beta_vae": dis.beta_vae_score(z, f, s)}, "BetaVAE score"),
     Metric("factor_vae", "codes", lambda z, f, s: {"factor_vae": dis.factor_vae_score(z, f, s)}, "FactorVAE score"),
     Metric("mig", "codes", lambda z, f, s: {"mig": dis.mig(z, f, s)}, "mutual information gap"),
@@ -74,20 +76,26 @@ _ALL = [
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 
 
-def resolve(names: str, allowed_needs: set[str]) -> list[Metric]:
-    """Metrics named in a comma-separated list ('all': every metric whose needs are allowed)."""
+def resolve(names: str, allowed_needs: set[str], batch_keys=None) -> list[Metric]:
+    """Metrics named in a comma-separated list ('all': every metric whose needs are allowed and
+    whose batch ``keys`` are among ``batch_keys`` when given)."""
     from mien.errors import ConfigError
 
+    def fits(m: Metric) -> bool:
+        return m.needs in allowed_needs and (batch_keys is None or set(m.keys) <= set(batch_keys))
+
     if names.strip() == "all":
-        return [m for m in _ALL if m.needs in allowed_needs]
+        return [m for m in _ALL if fits(m)]
     out = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
         if name not in METRICS:
             raise ConfigError(f"unknown metric {name!r}; choose from {', '.join(METRICS)} or 'all'")
-        if METRICS[name].needs not in allowed_needs:
-            raise ConfigError(f"metric {name!r} needs {METRICS[name].needs}, which this input cannot give "
+        m = METRICS[name]
+        if not fits(m):
+            what = m.needs if m.needs not in allowed_needs else f"the data's {', '.join(m.keys)}"
+            raise ConfigError(f"metric {name!r} needs {what}, which this input cannot give "
                               f"(it gives: {', '.join(sorted(allowed_needs)) or 'nothing'})")
-        out.append(METRICS[name])
+        out.append(m)
     if not out:
         raise ConfigError("no metric given; pass --metrics fid,kid,... or all")
     return out

@@ -85,6 +85,13 @@ def _prepend_rows(path: Path, earlier: list[dict]) -> None:
     atomic_write_text(path, text.getvalue())
 
 
+def _epochs(cfg: RunConfig, n: int) -> int:
+    """Enough epochs for max_steps (which ends the run first), whatever the number of processes."""
+    world = cfg.train.num_nodes * (cfg.train.devices if isinstance(cfg.train.devices, int) else 64)
+    per_epoch = max(1, n // (cfg.data.batch_size * world))
+    return -(-cfg.train.max_steps // per_epoch) + 1
+
+
 def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, dataset=None) -> Path:
     """Train ``cfg`` into ``out_dir``; ``resume`` continues from ``out_dir/state/last.ckpt``.
     ``dataset`` (any map-style data set of sample dicts) replaces the one ``cfg.data`` describes."""
@@ -94,6 +101,8 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
         raise ConfigError(f"nothing to resume in {out} (no state/last.ckpt); start the run without --resume")
     if not resume and state.is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    for name in ("lightning.pytorch", "lightning.fabric"):  # keep the console to mien's own lines and the bar
+        logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = _Data(cfg, dataset)
     fields = model_fields(cfg.model.get("name"))
@@ -118,13 +127,11 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
     if progress:
         callbacks.append(RichProgressBar())
     trainer = L.Trainer(
-        max_steps=total_steps(cfg.train.max_steps, groups), max_epochs=-1, accelerator=cfg.train.accelerator,
+        max_steps=total_steps(cfg.train.max_steps, groups), max_epochs=_epochs(cfg, len(data.dataset)), accelerator=cfg.train.accelerator,
         devices=cfg.train.devices, strategy=cfg.train.strategy, num_nodes=cfg.train.num_nodes,
         precision=cfg.train.precision, logger=CSVLogger(out, name="", version=""), callbacks=callbacks,
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
         use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=out)
-    for name in ("lightning.pytorch", "lightning.fabric"):  # keep the console to mien's own lines and the bar
-        logging.getLogger(name).setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
