@@ -179,3 +179,23 @@ def test_timestep_grids_and_errors():
         sampling.timesteps(1000, 5, t0=1000)
     with pytest.raises(ConfigError):
         make_betas("quadratic", 10)
+
+
+def test_guidance_with_a_classifier_trained_on_noisy_inputs():
+    from mien.diffusion.guidance import NoisyClassifier, train_noisy_classifier
+
+    sched = NoiseSchedule.make("linear", 1000)
+    centres = [torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 0.0])]
+    eps, _ = mixture_models(sched, centres, 0.5)
+    g = torch.Generator().manual_seed(0)
+
+    def data(n):
+        y = torch.randint(2, (n,), generator=g)
+        return torch.stack(centres)[y] + 0.5 * torch.randn(n, 2, generator=g), y
+
+    torch.manual_seed(0)
+    clf = train_noisy_classifier(NoisyClassifier((2,), 2, hidden=32), sched, data, steps=300, generator=g)
+    x_T = torch.randn(300, 2, generator=torch.Generator().manual_seed(1))
+    y = torch.ones(300, dtype=torch.long)
+    guided = sampling.sample(classifier_guided(eps, clf, y, 3.0, sched), sched, x_T, sampling.timesteps(1000, 50))
+    assert (guided[:, 0] > 0).float().mean() > 0.9

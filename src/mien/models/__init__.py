@@ -1,6 +1,6 @@
 """Model families, one file each; importing this package registers them by name."""
 
-from mien.models import arvae, diffusion, vae, vqvae  # noqa: F401  (register the families)
+from mien.models import arvae, diffusion, klae, vae, vqvae  # noqa: F401  (register the families)
 from mien.models.base import MODELS, GenerativeModel, ModelConfig, build_model, register
 
 __all__ = ["MODELS", "GenerativeModel", "ModelConfig", "build_model", "register"]

@@ -79,8 +79,8 @@ class Diffusion(GenerativeModel):
 
             ae = load(c.autoencoder)
             c.autoencoder_config = ae.config_dict()
-        if not hasattr(ae, "latent_shape"):
-            raise ConfigError(f"{ae.model_name} has a vector latent; latent diffusion needs a spatial one (vqvae)")
+        if not hasattr(ae, "encode_latent"):
+            raise ConfigError(f"{ae.model_name} has a vector latent; latent diffusion needs a spatial one (vqvae, klae)")
         if ae.config.image_size != c.image_size:
             raise ConfigError(f"the autoencoder works on {ae.config.image_size} px images, the model on {c.image_size}")
         return ae.requires_grad_(False).eval()
@@ -93,11 +93,11 @@ class Diffusion(GenerativeModel):
 
     # --- latents -------------------------------------------------------------------------------
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> scaled diffusion space (pre-quantisation autoencoder latents x scale)."""
+        """Images -> scaled diffusion space (the first stage's latents x scale)."""
         if self.autoencoder is None:
             return x
         with torch.no_grad():
-            z = self.autoencoder.encoder(x)
+            z = self.autoencoder.encode_latent(x)
         if self.training and float(self.scale) == 0.0:
             self.scale.fill_(1.0 / z.std().clamp_min(1e-6).item())  # LDM: unit variance latents
         return z * self.scale
@@ -105,8 +105,7 @@ class Diffusion(GenerativeModel):
     def from_latent(self, z: torch.Tensor) -> torch.Tensor:
         if self.autoencoder is None:
             return z.clamp(-1, 1)
-        z = z / self.scale
-        return self.autoencoder.decode(self.autoencoder.lookup(self.autoencoder.nearest_codes(z))).clamp(-1, 1)
+        return self.autoencoder.decode_latent(z / self.scale).clamp(-1, 1)
 
     # --- conditions ----------------------------------------------------------------------------
     def labels(self, batch: dict) -> torch.Tensor | None:

@@ -123,6 +123,14 @@ class VQVAE(GenerativeModel):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    # --- first stage of latent diffusion (Pikoulis §3.4) ---------------------------------------
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-quantisation latents z_e: latent diffusion runs there and quantises when decoding."""
+        return self.encoder(x)
+
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.lookup(self.nearest_codes(z)))
+
     def sample(self, n: int, cond=None, generator=None) -> torch.Tensor:
         """Decode code maps with indices drawn uniformly and independently (no prior yet)."""
         if cond is not None:
