@@ -86,3 +86,18 @@ def test_precision_recall_per_class():
     labels = torch.arange(400) % 2
     out = precision_recall_per_class(x, labels, x, labels)
     assert set(out) == {0, 1} and all(v["precision"] == 1.0 for v in out.values())
+
+
+def test_torchmetrics_fid_with_mien_features_matches_fid_mien():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from mien.data.world import WorldDataset
+    from mien.metrics.fid import MienFeatures, fid_mien
+
+    a = WorldDataset(300, 32, seed=5).batch(range(300))["image"]
+    b = WorldDataset(300, 32, seed=6, fixed={"glasses": 1}).batch(range(300))["image"]
+    tm = FrechetInceptionDistance(feature=MienFeatures(size=32), normalize=True)
+    tm.update((a + 1) / 2, real=True)
+    tm.update((b + 1) / 2, real=False)
+    assert float(tm.compute()) == pytest.approx(fid_mien(b, a), rel=1e-3)
+    assert fid_mien(a[:150], a[150:]) < fid_mien(b[:150], a[150:])  # glasses on every face move the features

@@ -22,6 +22,9 @@ def mien_cli(*args, cwd=None):
 @pytest.mark.parametrize("preset", TINY, ids=[p.parent.name for p in TINY])
 def test_every_tiny_preset_trains_and_loads(preset, tmp_path):
     cfg = load_run_config(preset, ["train.max_steps=3", "data.n=128"])
+    if cfg.model.get("autoencoder"):  # latent diffusion: train its first stage first
+        first = load_run_config(ROOT / "configs/vqvae/tiny.yaml", ["train.max_steps=2", "data.n=128"])
+        cfg.model["autoencoder"] = str(fit(first, tmp_path / "first", progress=False))
     out = fit(cfg, tmp_path / "run", progress=False)
     model = mien.load(out)
     with torch.no_grad():
