@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test clean figures
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,14 @@ test: install-test
 
 clean:
 	rm -rf $(VENV) out build src/*.egg-info
+
+# The trained pictures under docs/ (small presets; about an hour on a 2-core CPU).
+RUNS ?= runs
+figures: install
+	for m in vae tcvae arvae; do \
+	  $(BIN)/mien train configs/$$m/small.yaml --out $(RUNS)/$$m-small --no-progress && \
+	  $(BIN)/mien traverse $(RUNS)/$$m-small --steps 9 --out docs/$${m}_traversal.png; done
+	$(BIN)/mien train configs/ldm/first_stage.yaml --out $(RUNS)/ldm-first-stage --no-progress
+	$(BIN)/mien train configs/ldm/small.yaml model.autoencoder=$(RUNS)/ldm-first-stage --out $(RUNS)/ldm-small --no-progress
+	$(BIN)/mien sample $(RUNS)/ldm-small --per-class 8 --guidance 3 --out docs/ldm_samples.png
+	$(BIN)/mien edit $(RUNS)/ldm-small --from neutral --to all --t0 500 --guidance 4 --steps 40 --out docs/ldm_edits.png

@@ -69,5 +69,9 @@ def test_sample_and_edit_from_the_command_line(tmp_path):
     assert r.returncode == 0 and (tmp_path / "s.png").is_file(), r.stderr[-1500:]
     r = cli("edit", run, "--from", "neutral", "--to", "happy", "--t0", "300", "--steps", "4", "--out", tmp_path / "e.png")
     assert r.returncode == 0 and (tmp_path / "e.png").is_file(), r.stderr[-1500:]
+    r = cli("sample", run, "--per-class", "2", "--steps", "3", "--out", tmp_path / "p.png")
+    assert r.returncode == 0 and (tmp_path / "p.png").is_file(), r.stderr[-1500:]
+    r = cli("edit", run, "--to", "all", "--t0", "200", "--steps", "3", "--out", tmp_path / "all.png")
+    assert r.returncode == 0 and (tmp_path / "all.png").is_file(), r.stderr[-1500:]
     r = cli("edit", run, "--to", "happy", "--image", tmp_path / "missing.png", "--out", tmp_path / "e.png")
     assert r.returncode == 2 and "does not exist" in r.stderr

@@ -41,6 +41,7 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
            guidance: float = typer.Option(None, help="Classifier-free guidance scale gamma (0 uncond, 1 cond)."),
            steps: int = typer.Option(None, help="Sampler steps (diffusion)."),
            eta: float = typer.Option(None, help="0 = DDIM, 1 = DDPM (diffusion)."),
+           per_class: int = typer.Option(0, "--per-class", help="Instead of --n: this many samples of every class, a row each."),
            out: Path = typer.Option(Path("samples.png"), help="PNG grid to write.")):
     """Draw samples (from the prior, or for diffusion models with the DDIM/DDPM sampler)."""
     from mien.errors import ConfigError
@@ -50,17 +51,33 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
     options = {k: v for k, v in {"guidance": guidance, "steps": steps, "eta": eta}.items() if v is not None}
     if options and not hasattr(model, "schedule"):
         raise ConfigError(f"--{next(iter(options))} applies to diffusion models; {model.model_name} has no sampler")
+    generator = torch.Generator().manual_seed(seed)
+    labels = None
+    if per_class:
+        names = _class_names(model)
+        cond = [c for c in range(len(names)) for _ in range(per_class)]
+        labels = [names[c] if j == 0 else "" for c in range(len(names)) for j in range(per_class)]
+        n, label = len(cond), cond
     with torch.no_grad():
-        images = model.sample(n, cond=label, generator=torch.Generator().manual_seed(seed), **options)
-    save_grid(images, out, scale=2)
+        images = model.sample(n, cond=label, generator=generator, **options)
+    save_grid(images, out, scale=2, nrow=per_class or None, labels=labels)
     typer.echo(f"wrote {out}")
+
+
+def _class_names(model) -> list[str]:
+    from mien.errors import ConfigError
+
+    config = model.config
+    if not getattr(config, "condition", None):
+        raise ConfigError(f"{model.model_name} is not class-conditional; drop --per-class / --to all")
+    return list(config.class_names) or [str(i) for i in range(config.num_classes)]
 
 
 def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
          image: Path = typer.Option(None, help="Image file to edit (default: a world face)."),
          index: int = typer.Option(0, help="World face to edit when no --image is given."),
          source: str = typer.Option("neutral", "--from", help="Class of the input."),
-         target: str = typer.Option(..., "--to", help="Class to move to."),
+         target: str = typer.Option(..., "--to", help="Class to move to, or 'all' for a strip of every class."),
          t0: int = typer.Option(500, help="Editing strength: the timestep inverted to."),
          guidance: float = typer.Option(4.0, help="Classifier-free guidance scale gamma of the regeneration."),
          steps: int = typer.Option(40, help="DDIM steps over [0, t0]."),
@@ -78,9 +95,10 @@ def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
         x = _image_file(image, size)
     else:
         x = _data_batch("world", ckpt, size, 1, seed, [index])["image"]
-    edited = model.edit(x, source, target, t0=t0, steps=steps, guidance=guidance,
-                        generator=torch.Generator().manual_seed(0))
-    save_grid(torch.cat([x, edited]), out, nrow=2, scale=2, labels=[source, target])
+    targets = [c for c in _class_names(model) if c != source] if target == "all" else [target]
+    edited = [model.edit(x, source, t, t0=t0, steps=steps, guidance=guidance,
+                         generator=torch.Generator().manual_seed(0)) for t in targets]
+    save_grid(torch.cat([x, *edited]), out, nrow=len(targets) + 1, scale=2, labels=[source, *targets])
     typer.echo(f"wrote {out}")
 
 
