@@ -141,24 +141,34 @@ def reconstruct(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
 
 def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
              dims: str = typer.Option("all", help="Comma-separated latent dimensions, or 'all'."),
-             steps: int = typer.Option(9, help="Values per row, from -span to +span."),
-             span: float = typer.Option(3.0, help="Largest |value|."),
+             steps: int = typer.Option(9, help="Values per row."),
+             span: float = typer.Option(3.0, help="Sweep from -span to +span (with --range fixed)."),
+             sweep: str = typer.Option("fixed", "--range", help="fixed: -span..span; data: the 2-98% range of "
+                                                                  "each dimension over encoded data."),
              index: int = typer.Option(0, help="Which world/folder image gives the base code."),
              data: str = typer.Option("world", help="'world' or an image folder."),
              seed: int = typer.Option(12345, help="World seed."),
              out: Path = typer.Option(Path("traversal.png"), help="PNG grid to write.")):
-    """One row per latent dimension, that dimension swept from -span to span."""
-    from mien.control.directions import axis_traversal
+    """One row per latent dimension, that dimension swept while the others keep the image's code."""
+    from mien.control.directions import axis_traversal, data_ranges
+    from mien.errors import ConfigError
     from mien.report.grid import save_grid
 
+    if sweep not in ("fixed", "data"):
+        raise ConfigError(f"--range {sweep!r}: use fixed or data")
     model = _load(ckpt)
-    x = _data_batch(data, ckpt, model.config.image_size, 1, seed, [index])["image"]
+    size = model.config.image_size
+    x = _data_batch(data, ckpt, size, 1, seed, [index])["image"]
     with torch.no_grad():
         z = model.encode(x)[0]
         chosen = list(range(z.shape[0])) if dims == "all" else [int(d) for d in dims.split(",")]
-        images = model.decode(axis_traversal(z, chosen, torch.linspace(-span, span, steps)))
-    labels = _dim_labels(model, chosen, steps)
-    save_grid(images, out, nrow=steps, scale=2, labels=labels)
+        if sweep == "data":
+            codes = model.encode(_data_batch(data, ckpt, size, 256, seed + 1)["image"])
+            values = data_ranges(codes, chosen, steps)
+        else:
+            values = torch.linspace(-span, span, steps)
+        images = model.decode(axis_traversal(z, chosen, values))
+    save_grid(images, out, nrow=steps, scale=2, labels=_dim_labels(model, chosen, steps))
     typer.echo(f"wrote {out}")
 
 

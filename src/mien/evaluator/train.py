@@ -38,7 +38,7 @@ def fit_loop(model: nn.Module, loss_fn: Callable[[dict], dict], batches: Iterato
     with Progress(TextColumn(desc), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeRemainingColumn(), disable=not progress) as bar:
         task = bar.add_task(desc, total=steps, info="")
-        for step in range(steps):
+        for _ in range(steps):
             out = loss_fn(next(batches))
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -66,10 +66,11 @@ class ArcFace(nn.Module):
         return F.cross_entropy(self.s * cos.scatter(1, labels[:, None], target), labels)
 
 
-def evaluator_loss(model: Evaluator, arcface: ArcFace, batch: dict) -> dict:
+def evaluator_loss(model: Evaluator, arcface: ArcFace, batch: dict, sex_weight: float = 4.0) -> dict:
     """Sum of the head losses. Expression cross-entropy is weighted by min(1, intensity / 0.2) for
     non-neutral faces (a face at intensity 0 looks neutral whatever its label); the intensity
-    target is 0 for neutral faces."""
+    target is 0 for neutral faces; the sex label, shown only by small shape and brow cues, has
+    ``sex_weight`` times the weight of the other attributes."""
     out = model(batch["image"])
     f, label = batch["factors"], batch["label"]
     expressive = (label != 0).float()
@@ -77,7 +78,8 @@ def evaluator_loss(model: Evaluator, arcface: ArcFace, batch: dict) -> dict:
     terms = {
         "expression": (F.cross_entropy(out["expression"], label, reduction="none") * weight).mean(),
         "intensity": F.mse_loss(out["intensity"], f["intensity"] * expressive),
-        "attributes": F.binary_cross_entropy_with_logits(out["attributes"], batch["attributes"]),
+        "attributes": (F.binary_cross_entropy_with_logits(out["attributes"], batch["attributes"], reduction="none")
+                       * torch.tensor([sex_weight, 1.0, 1.0, 1.0])).mean(),
         "pose": F.mse_loss(out["pose"], torch.stack([f["yaw"], f["pitch"], f["roll"]], 1) / torch.tensor(POSE_SCALE)),
         "landmarks": 20 * F.l1_loss(out["landmarks"], batch["landmarks2d"]),
         "identity": 0.2 * arcface(out["identity"], f["identity"]),
@@ -94,23 +96,34 @@ def _world_batches(size: int, batch_size: int, steps: int, seed: int, n_identiti
 
 
 def train_evaluator(size: int = 64, steps: int = 4000, batch_size: int = 64, seed: int = 0,
-                    n_identities: int = 1000, lr: float = 2e-3, progress: bool = True,
-                    config: EvaluatorConfig | None = None) -> tuple[Evaluator, dict]:
-    """Train an evaluator for ``size``-px faces; returns it (eval mode) and its meta: recipe,
-    world fingerprint, training time and held-out scores."""
+                    n_identities: int = 1000, lr: float = 2e-3, sex_weight: float = 4.0, init=None,
+                    progress: bool = True, config: EvaluatorConfig | None = None) -> tuple[Evaluator, dict]:
+    """Train an evaluator for ``size``-px faces, from scratch or from the weights folder ``init``
+    (a second stage; the ArcFace class centres start afresh). Returns it (eval mode) and its
+    meta: recipe (with the recipe of ``init``), world fingerprint, time and held-out scores."""
     from mien.evaluator.heldout import HELDOUT_SEED, evaluator_scores
-    from mien.evaluator.weights import world_fingerprint
+    from mien.evaluator.weights import load_weights, world_fingerprint
 
     torch.manual_seed(seed)
-    model = Evaluator(config or EvaluatorConfig(size=size))
+    if init is not None:
+        model = load_weights(init, "evaluator").requires_grad_(True)
+        if model.config.size != size:
+            from mien.errors import ConfigError
+
+            raise ConfigError(f"{init} holds a {model.config.size}-px evaluator; pass --size {model.config.size}")
+    else:
+        model = Evaluator(config or EvaluatorConfig(size=size))
     arcface = ArcFace(model.config.embed_dim, n_identities)
     start = time.time()
-    terms = fit_loop(model, lambda b: evaluator_loss(model, arcface, b),
+    terms = fit_loop(model, lambda b: evaluator_loss(model, arcface, b, sex_weight),
                      _world_batches(size, batch_size, steps, seed, n_identities), steps, lr,
                      list(arcface.parameters()), f"evaluator {size}px", progress)
     model.eval()
-    meta = {"recipe": {"size": size, "steps": steps, "batch_size": batch_size, "seed": seed,
-                       "n_identities": n_identities, "lr": lr},
+    recipe = {"size": size, "steps": steps, "batch_size": batch_size, "seed": seed, "n_identities": n_identities,
+              "lr": lr, "sex_weight": sex_weight}
+    if init is not None:
+        recipe["init"] = model.meta.get("recipe", str(init))
+    meta = {"recipe": recipe,
             "world_fingerprint": world_fingerprint(size), "train_seconds": round(time.time() - start, 1),
             "final_loss": terms, "heldout_seed": HELDOUT_SEED, "heldout": evaluator_scores(model)}
     return model.requires_grad_(False), meta

@@ -78,6 +78,15 @@ def load_weights(path, kind: str):
 _CACHE: dict = {}
 
 
+def _cached(path: Path, kind: str):
+    """load_weights, cached per process by path and file version (a rewritten file is reloaded)."""
+    stat = (path / "model.safetensors").stat() if (path / "model.safetensors").is_file() else None
+    key = (kind, str(path.resolve()), stat and (stat.st_mtime_ns, stat.st_size))
+    if key not in _CACHE:
+        _CACHE[key] = load_weights(path, kind)
+    return _CACHE[key]
+
+
 def load_evaluator(size: int = 64, path=None):
     """The evaluator for ``size``-px images: the shipped weights (32 or 64 px), or the folder
     ``path`` (written by ``mien evaluator train --out``). Cached per process."""
@@ -87,16 +96,9 @@ def load_evaluator(size: int = 64, path=None):
             shipped = sorted(int(p.name.split("_")[1]) for p in SHIPPED.glob("evaluator_*"))
             raise ConfigError(f"no shipped evaluator for {size} px (shipped: {shipped}); train one with "
                               f"`mien evaluator train --size {size} --out DIR` and pass that folder")
-    key = ("evaluator", str(Path(path).resolve()))
-    if key not in _CACHE:
-        _CACHE[key] = load_weights(path, "evaluator")
-    return _CACHE[key]
+    return _cached(Path(path), "evaluator")
 
 
 def load_sequence_classifier(path=None):
     """The landmark-sequence classifier: the shipped weights or the folder ``path``. Cached."""
-    path = Path(path) if path is not None else SHIPPED / "sequence"
-    key = ("sequence", str(path.resolve()))
-    if key not in _CACHE:
-        _CACHE[key] = load_weights(path, "sequence")
-    return _CACHE[key]
+    return _cached(Path(path) if path is not None else SHIPPED / "sequence", "sequence")

@@ -16,7 +16,8 @@ PSNR_CAP = 100.0  # dB for identical images (Pikoulis digest: "identical images 
 def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     a, b = torch.as_tensor(a).float(), torch.as_tensor(b).float()
     if a.shape != b.shape or a.dim() != 4:
-        raise DataError(f"image pairs must be two B x C x H x W arrays of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise DataError(f"image pairs must be two B x C x H x W arrays of one shape, "
+                        f"got {tuple(a.shape)} and {tuple(b.shape)}")
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise DataError("images contain NaN or infinite values; check the model or the image files")
     return a, b

@@ -52,7 +52,8 @@ _ALL = [
     Metric("pr_class", "distribution", _per_class, "precision/recall/density/coverage per evaluator expression class"),
     Metric("psnr", "pairs", lambda a, b, ev: {"psnr": image.psnr(a, b)}, "PSNR (dB) of each image to its reference"),
     Metric("ssim", "pairs", lambda a, b, ev: {"ssim": image.ssim(a, b)}, "SSIM of each image to its reference"),
-    Metric("lpips", "pairs", lambda a, b, ev: {"lpips_mien": image.lpips_mien(a, b, ev)}, "LPIPS formula on evaluator features"),
+    Metric("lpips", "pairs", lambda a, b, ev: {"lpips_mien": image.lpips_mien(a, b, ev)},
+           "LPIPS formula on evaluator features"),
     Metric("csim", "pairs", lambda a, b, ev: {"csim_mien": image.csim_mien(a, b, ev)}, "identity cosine similarity"),
     Metric("expr_acc", "targets", lambda x, b, ev: {"expression_acc": image.expression_accuracy(x, b["label"], ev)},
            "evaluator expression accuracy w.r.t. the intended labels", ("label",)),
@@ -68,9 +69,11 @@ _ALL = [
            "DCI disentanglement, completeness, informativeness"),
     Metric("modularity", "codes", lambda z, f, s: {"modularity": dis.modularity(z, f, s)}, "modularity"),
     Metric("explicitness", "codes", lambda z, f, s: {"explicitness": dis.explicitness(z, f, s)}, "explicitness"),
-    Metric("seq_acc", "sequences", lambda g, r: {"seq_acc": sequence.sequence_accuracy(g["sequence"], g["label"], g.get("length"))},
+    Metric("seq_acc", "sequences",
+           lambda g, r: {"seq_acc": sequence.sequence_accuracy(g["sequence"], g["label"], g.get("length"))},
            "sequence classifier accuracy w.r.t. the conditioning labels"),
-    Metric("seq_fd", "sequences", lambda g, r: {"seq_fd": sequence.sequence_fd(g["sequence"], r["sequence"], g.get("length"), r.get("length"))},
+    Metric("seq_fd", "sequences",
+           lambda g, r: {"seq_fd": sequence.sequence_fd(g["sequence"], r["sequence"], g.get("length"), r.get("length"))},
            "Fréchet distance on the sequence classifier's linear layer"),
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
