@@ -106,7 +106,7 @@ def test_ema_update_formula():
     with torch.no_grad():
         p.add_(1.0)
     expected = 0.9 * e.detach().clone() + 0.1 * p.detach()
-    module._update_ema()
+    module._update_ema(0.9)
     assert torch.allclose(e, expected)
     assert module.inference_model() is module.ema
 

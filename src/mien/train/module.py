@@ -77,7 +77,7 @@ class TrainingModule(L.LightningModule):
         for sched in schedulers if isinstance(schedulers, list) else [schedulers]:
             sched.step()
         if self.ema is not None:
-            self._update_ema()
+            self._update_ema(min(self.cfg.ema_decay, (1 + step) / (10 + step)))
         n = _batch_size(batch)
         self.log("loss", terms["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
         if step % max(1, self.cfg.log_every) == 0 or step + 1 == self.cfg.max_steps:
@@ -86,10 +86,12 @@ class TrainingModule(L.LightningModule):
         return None
 
     @torch.no_grad()
-    def _update_ema(self):
-        """ema <- decay * ema + (1 - decay) * weights; buffers (e.g. norm statistics) are copied."""
+    def _update_ema(self, decay: float):
+        """ema <- decay * ema + (1 - decay) * weights; buffers (e.g. norm statistics) are copied.
+        The engine warms the decay up as min(ema_decay, (1 + step) / (10 + step)), so that short
+        runs are not dominated by the initial weights."""
         ema_p = list(self.ema.parameters())
-        torch._foreach_lerp_(ema_p, [p.detach() for p in self.model.parameters()], 1 - self.cfg.ema_decay)
+        torch._foreach_lerp_(ema_p, [p.detach() for p in self.model.parameters()], 1 - decay)
         for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
             b_ema.copy_(b)
 
