@@ -43,6 +43,11 @@ class KLAutoencoder(GenerativeModel):
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.config.latent_channels, self.m, self.m)
 
+    @property
+    def latent_dim(self) -> int:
+        c, m, _ = self.latent_shape
+        return c * m * m
+
     def posterior(self, x: torch.Tensor):
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-10, 10)
