@@ -23,7 +23,6 @@ class DataConfig:
     n_identities: int | None = None
     batch_size: int = 64
     num_workers: int = 0
-    val_n: int = 256
 
 
 @dataclass

@@ -10,23 +10,16 @@ from mien.errors import ConfigError
 from mien.train.config import DataConfig
 
 
-def make_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
-    """The world on the fly (held-out split: another seed) or a folder (held-out: its tail)."""
+def make_dataset(cfg: DataConfig) -> Dataset:
+    """The world on the fly, or a folder of images (``data.path``)."""
     if cfg.source == "world":
         from mien.data.world import WorldDataset
 
-        n, seed = (cfg.n, cfg.seed) if split == "train" else (cfg.val_n, cfg.seed + 7919)
-        return WorldDataset(n, cfg.size, seed, cfg.design, fixed=cfg.fixed, ranges=cfg.ranges,
+        return WorldDataset(cfg.n, cfg.size, cfg.seed, cfg.design, fixed=cfg.fixed, ranges=cfg.ranges,
                             n_identities=cfg.n_identities)
-    from torch.utils.data import Subset
-
     from mien.data.folder import FolderDataset
 
-    ds = FolderDataset(cfg.path, size=cfg.size)
-    n_val = min(cfg.val_n, len(ds) // 5)
-    if split == "train":
-        return Subset(ds, range(len(ds) - n_val)) if n_val else ds
-    return Subset(ds, range(len(ds) - n_val, len(ds))) if n_val else ds
+    return FolderDataset(cfg.path, size=cfg.size)
 
 
 class StepBatchSampler:

@@ -32,17 +32,17 @@ class TrainingModule(L.LightningModule):
         super().__init__()
         self.model, self.cfg, self.out_dir = model, cfg, out_dir
         self.automatic_optimization = False
-        self.groups = list(model.param_groups())
+        self.group_params = model.param_groups()
+        self.groups = list(self.group_params)
         self.ema = None
         if cfg.ema_decay > 0:
             self.ema = copy.deepcopy(model).requires_grad_(False)
 
     def configure_optimizers(self):
-        groups = self.model.param_groups()
         optimisers, schedulers = [], []
         for name in self.groups:
             lr = float(self.cfg.group_lr.get(name, self.cfg.lr))
-            opt = torch.optim.Adam(groups[name], lr=lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay)
+            opt = torch.optim.Adam(self.group_params[name], lr=lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay)
             optimisers.append(opt)
             warm = max(1, self.cfg.warmup_steps)
             schedulers.append(torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm)))
@@ -60,7 +60,6 @@ class TrainingModule(L.LightningModule):
                 f"{self.out_dir or 'the run folder'} is kept; lower train.lr or set train.grad_clip and resume")
         optimisers = self.optimizers()
         optimisers = optimisers if isinstance(optimisers, list) else [optimisers]
-        groups = self.model.param_groups()
         for opt in optimisers:
             opt.zero_grad(set_to_none=True)
         for i, (name, opt) in enumerate(zip(self.groups, optimisers)):
@@ -68,7 +67,7 @@ class TrainingModule(L.LightningModule):
             if len(self.groups) == 1:
                 self.manual_backward(loss)
             else:
-                self.manual_backward(loss, inputs=groups[name], retain_graph=i < len(self.groups) - 1)
+                self.manual_backward(loss, inputs=self.group_params[name], retain_graph=i < len(self.groups) - 1)
         for opt in optimisers:
             if self.cfg.grad_clip > 0:
                 self.clip_gradients(opt, gradient_clip_val=self.cfg.grad_clip, gradient_clip_algorithm="norm")

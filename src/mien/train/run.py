@@ -56,7 +56,7 @@ class _Data(L.LightningDataModule):
     def __init__(self, cfg: RunConfig, dataset=None):
         super().__init__()
         self.cfg = cfg
-        self.dataset = dataset if dataset is not None else make_dataset(cfg.data, "train")
+        self.dataset = dataset if dataset is not None else make_dataset(cfg.data)
 
     def train_dataloader(self):
         t = self.trainer
