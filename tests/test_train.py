@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -85,17 +86,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_alternating_groups_step_each_on_its_own_loss(tmp_path):
     cfg = tiny({"name": "factorvae"}, steps=6)
-    before = build_model(cfg.model)
-    torch.manual_seed(0)
     out = fit(cfg, tmp_path / "run", progress=False)
     after = mien.load(out)
+    L.seed_everything(cfg.train.seed, verbose=False)  # fit builds the model right after this seeding
+    init = build_model(cfg.model)
     groups = after.param_groups()
     assert set(groups) == {"model", "disc"}
-    init = fit.__globals__["build_model"](cfg.model)  # same seed -> same initial weights
-    assert before.state_dict().keys() == after.state_dict().keys()
-    changed = {name: any(not torch.equal(p, q) for p, q in zip(after.param_groups()[name], init.param_groups()[name]))
-               for name in groups}
-    assert changed == {"model": True, "disc": True}
+    bound = 6 * cfg.train.lr * 3.2  # Adam moves a weight by at most about 3.2 lr per step here
+    for name in groups:
+        moved = max((p - q).abs().max().item() for p, q in zip(groups[name], init.param_groups()[name]))
+        assert 0 < moved <= bound, (name, moved)
 
 
 def test_ema_update_formula():

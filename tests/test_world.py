@@ -121,14 +121,12 @@ def test_yaw_shifts_the_nose_and_compresses_the_far_side():
 def test_attributes_change_their_region():
     _, plain = faces(6, 64, expression="neutral")
     lm = plain["landmarks2d"]
-    eyes_box = lambda img: img[..., 18:34, 8:56]  # noqa: E731
     for attr, region in (("glasses", lambda img, lm: img[..., 20:34, :]),
                          ("beard", lambda img, lm: img[..., 44:58, 16:48]),
                          ("hat", lambda img, lm: img[..., 0:16, :])):
         _, on = faces(6, 64, expression="neutral", **{attr: 1})
         changed = (region(on["image"], lm) - region(plain["image"], lm)).abs().mean(dim=(1, 2, 3))
         assert (changed > 0.02).all(), attr
-    assert eyes_box(plain["image"]).shape[-1] == 48
 
 
 def test_every_size_from_32_to_256_renders_the_same_geometry():
