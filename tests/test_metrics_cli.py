@@ -87,3 +87,20 @@ def test_unknown_or_inapplicable_metric(mien, vae_ckpt, folders, tmp_path):
     assert r.returncode == 2 and "unknown metric 'wow'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = mien("eval", "images", folders[0], "--ref", folders[1], "--size", 32, "--metrics", "mig", "--out", tmp_path / "m.json")
     assert r.returncode == 2 and "needs codes" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_pairwise_means_are_kept_per_metric():
+    """Two pairwise metrics in one run give the same values as each computed on the whole set."""
+    from mien.evaluator import load_evaluator
+    from mien.metrics import image
+    from mien.metrics.evaluate import dataset_batches, evaluate_model
+
+    class Halving:
+        def reconstruct(self, x):
+            return x * 0.5
+
+    ds = WorldDataset(20, 32, seed=1)
+    both = evaluate_model(Halving(), dataset_batches(ds, 20, 10), "psnr,ssim", load_evaluator(32))
+    x = ds.batch(range(20))["image"]
+    assert both["psnr"] == pytest.approx(image.psnr(x, x * 0.5), rel=1e-5)
+    assert both["ssim"] == pytest.approx(image.ssim(x, x * 0.5), rel=1e-5)

@@ -28,15 +28,15 @@ class _Mean:
     """Running means of named floats, weighted by batch size."""
 
     def __init__(self):
-        self.sums, self.count = {}, 0
+        self.sums, self.counts = {}, {}
 
     def add(self, values: dict, n: int):
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v * n
-        self.count += n
+            self.counts[k] = self.counts.get(k, 0) + n
 
     def result(self) -> dict:
-        return {k: v / self.count for k, v in self.sums.items()}
+        return {k: v / self.counts[k] for k, v in self.sums.items()}
 
 
 def _classes(evaluator, images: torch.Tensor) -> torch.Tensor:
@@ -102,7 +102,7 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
         if progress:
             progress(len(x))
     out = _distribution(chosen, gen, ref) if gen else {}
-    out.update(mean.result() if mean.count else {})
+    out.update(mean.result())
     if codes:
         z = torch.cat(codes).numpy()
         f = {k: torch.cat([b[k] for b in factors]).numpy() for k in factors[0]}
@@ -130,5 +130,5 @@ def evaluate_images(gen_batches: Iterable[dict], ref_batches: Iterable[dict], na
         if paired:
             _pairwise(chosen, mean, r["image"].float(), g["image"].float(), None, evaluator)
     out = _distribution(chosen, gen, ref)
-    out.update(mean.result() if mean.count else {})
+    out.update(mean.result())
     return out
