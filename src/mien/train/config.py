@@ -21,6 +21,7 @@ class DataConfig:
     fixed: dict = field(default_factory=dict)
     ranges: dict = field(default_factory=dict)
     n_identities: int | None = None
+    frames: list[int] = field(default_factory=lambda: [35, 45])  # sequence lengths (source: sequences)
     batch_size: int = 64
     num_workers: int = 0
 
@@ -69,8 +70,8 @@ def run_config(data: dict) -> RunConfig:
         section["source"] = "folder"
     cfg = RunConfig(dict(data["model"]), from_dict(DataConfig, section, "data."),
                     from_dict(TrainConfig, data.get("train"), "train."))
-    if cfg.data.source not in ("world", "folder"):
-        raise ConfigError(f"data.source {cfg.data.source!r} is not known; use world or folder (data.path=DIR)")
+    if cfg.data.source not in ("world", "folder", "sequences"):
+        raise ConfigError(f"data.source {cfg.data.source!r} is not known; use world, sequences or folder (data.path=DIR)")
     if cfg.data.source == "folder" and not cfg.data.path:
         raise ConfigError("data.source=folder needs data.path=DIR")
     cfg.model.setdefault("image_size", cfg.data.size)

@@ -11,7 +11,14 @@ from mien.train.config import DataConfig
 
 
 def make_dataset(cfg: DataConfig) -> Dataset:
-    """The world on the fly, or a folder of images (``data.path``)."""
+    """The world on the fly, its landmark sequences (``source: sequences``, collated by padding),
+    or a folder of images (``data.path``)."""
+    if cfg.source == "sequences":
+        from mien.data.world.sequences import WorldSequenceDataset, pad_sequences
+
+        dataset = WorldSequenceDataset(cfg.n, cfg.seed, tuple(cfg.frames), n_identities=cfg.n_identities)
+        dataset.collate = pad_sequences
+        return dataset
     if cfg.source == "world":
         from mien.data.world import WorldDataset
 
@@ -55,7 +62,7 @@ class ResumableLoader(DataLoader):
 
     def __init__(self, dataset, sampler: StepBatchSampler, num_workers: int = 0):
         super().__init__(dataset, batch_sampler=sampler, num_workers=num_workers,
-                         persistent_workers=num_workers > 0)
+                         persistent_workers=num_workers > 0, collate_fn=getattr(dataset, "collate", None))
         self.step_sampler = sampler
         self.served = 0
 
