@@ -150,7 +150,7 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
              seed: int = typer.Option(12345, help="World seed."),
              out: Path = typer.Option(Path("traversal.png"), help="PNG grid to write.")):
     """One row per latent dimension, that dimension swept while the others keep the image's code."""
-    from mien.control.directions import axis_traversal, data_ranges
+    from mien.control.directions import axis_traversal, data_ranges, dimension_labels
     from mien.errors import ConfigError
     from mien.report.grid import save_grid
 
@@ -168,14 +168,8 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
         else:
             values = torch.linspace(-span, span, steps)
         images = model.decode(axis_traversal(z, chosen, values))
-    save_grid(images, out, nrow=steps, scale=2, labels=_dim_labels(model, chosen, steps))
+    save_grid(images, out, nrow=steps, scale=2, labels=dimension_labels(model, chosen, steps))
     typer.echo(f"wrote {out}")
-
-
-def _dim_labels(model, dims, steps):
-    names = model.attribute_dims() if hasattr(model, "attribute_dims") else {}
-    by_dim = {d: n for n, d in names.items()}
-    return [f"z{d} {by_dim.get(d, '')}".strip() if j == 0 else "" for d in dims for j in range(steps)]
 
 
 def interpolate(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),

@@ -30,3 +30,9 @@ def data_ranges(codes: torch.Tensor, dims: list[int], steps: int, q: float = 0.0
     lo = torch.quantile(codes[:, dims], q, dim=0)
     hi = torch.quantile(codes[:, dims], 1 - q, dim=0)
     return lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, steps)[None]
+
+
+def dimension_labels(model, dims: list[int], steps: int) -> list[str]:
+    """Row captions for a traversal grid: 'z3', or 'z1 yaw' for a dimension an AR-VAE ties to an attribute."""
+    by_dim = {d: n for n, d in (model.attribute_dims() if hasattr(model, "attribute_dims") else {}).items()}
+    return [f"z{d} {by_dim.get(d, '')}".strip() if j == 0 else "" for d in dims for j in range(steps)]

@@ -1,0 +1,315 @@
+"""The main job (issue 6): train, or take from the zoo, a VAE, a beta-TCVAE, an AR-VAE, a VQ-VAE
+and a class-conditional latent-diffusion model on the world; read and edit their latent spaces;
+steer generation by expression; measure everything with the evaluator; write ``index.html``.
+
+Every stage writes its pictures and a ``results.json`` into its own folder under ``out``; a
+stage whose results exist is not run again, so an interrupted demo resumes where it stopped.
+Models are checkpoint folders under ``out/models`` (an interrupted training resumes too)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mien.errors import ConfigError
+
+VAES = ("vae", "tcvae", "arvae")
+MODELS = VAES + ("vqvae", "ldm")
+LABELS = {"vae": "VAE", "tcvae": "beta-TCVAE", "arvae": "AR-VAE", "vqvae": "VQ-VAE", "ldm": "latent diffusion"}
+
+
+@dataclass
+class DemoConfig:
+    """What the demo runs. ``preset`` picks the recipes (tiny: configs/<model>/tiny.yaml, seconds;
+    small: configs/zoo/<model>.yaml, the zoo's recipes); with ``train_from_scratch`` False the
+    small preset takes the shipped zoo checkpoints instead of training them."""
+
+    out: Path = Path("out/demo")
+    preset: str = "small"
+    seed: int = 0
+    train_from_scratch: bool = False
+    n_codes: int = 2000  # faces encoded for the disentanglement table
+    per_class: int = 64  # diffusion samples per expression for accuracy, fid_mien and KID
+    n_edits: int = 8  # neutral faces taken to every emotion
+    t0: int = 500
+    guidance: float = 4.0
+    steps: int = 25
+    progress: bool = True
+    timings: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.preset not in ("tiny", "small"):
+            raise ConfigError(f"--preset {self.preset!r}: use tiny or small")
+        self.out = Path(self.out)
+
+
+def configs_dir() -> Path:
+    """The repository's configs/ folder (the presets and zoo recipes)."""
+    for root in (Path(__file__).resolve().parents[3], Path.cwd()):
+        if (root / "configs" / "zoo").is_dir():
+            return root / "configs"
+    raise ConfigError("configs/ not found; run the demo from the mien repository (it holds the recipes)")
+
+
+def recipe(name: str, preset: str) -> Path:
+    """The config a demo model is trained from: the zoo recipe (small) or the model's tiny preset."""
+    return configs_dir() / "zoo" / f"{name}.yaml" if preset == "small" else configs_dir() / name / "tiny.yaml"
+
+
+# --- stage bookkeeping ------------------------------------------------------------------------
+def _stage(cfg: DemoConfig, name: str, run) -> dict:
+    """Run ``run(folder) -> results`` once; later calls read its results.json."""
+    from mien.io import atomic_write_text, ensure_writable_dir
+
+    folder = ensure_writable_dir(cfg.out / name)
+    done = folder / "results.json"
+    if done.is_file():
+        results = json.loads(done.read_text())
+        _say(cfg, f"[{name}] already done, reused")
+        return results
+    start = time.perf_counter()
+    _say(cfg, f"[{name}] running ...")
+    results = run(folder)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    atomic_write_text(done, json.dumps(results, indent=2, default=float))
+    _say(cfg, f"[{name}] done in {results['seconds']:.1f} s")
+    return results
+
+
+def _say(cfg: DemoConfig, line: str) -> None:
+    if cfg.progress:
+        print(line, flush=True)
+
+
+def model_folder(cfg: DemoConfig, name: str) -> Path:
+    """Train (or resume), or copy from the zoo, the checkpoint of demo model ``name``."""
+    from mien import zoo
+    from mien.train import fit, load_run_config
+    from mien.train.checkpoint import read_meta
+
+    folder = cfg.out / "models" / name
+    path = recipe(name, cfg.preset)
+    overrides = [f"model.autoencoder={cfg.out / 'models' / 'vqvae'}"] if name == "ldm" else []
+    run = load_run_config(path, overrides + [f"train.seed={cfg.seed}"])
+    if (folder / "meta.json").is_file() and read_meta(folder).get("steps", 0) >= run.train.max_steps:
+        return folder
+    if cfg.preset == "small" and not cfg.train_from_scratch and name in zoo.names():
+        return zoo.get(name, folder)
+    fit(run, folder, resume=(folder / "state" / "last.ckpt").is_file(), progress=cfg.progress)
+    return folder
+
+
+# --- pictures and numbers ---------------------------------------------------------------------
+def _world(cfg: DemoConfig, ckpt: Path, n: int, seed: int, **fixed):
+    """``n`` world faces drawn the way the checkpoint's training data were, with extra fixed factors."""
+    from mien.data.world import WorldDataset
+    from mien.train.checkpoint import read_config
+
+    data = read_config(ckpt).get("data", {})
+    return WorldDataset(n, data.get("size", 32), seed, data.get("design", "iid"),
+                        fixed={**(data.get("fixed") or {}), **fixed}, ranges=data.get("ranges") or {})
+
+
+def _grid(images, path: Path, **kw) -> Path:
+    from mien.report.grid import save_grid
+
+    return save_grid(images, path, scale=3, **kw)
+
+
+@torch.no_grad()
+def vae_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
+    """Samples, reconstructions, traversals (AR-VAE rows labelled with their attribute),
+    lerp/slerp interpolations and the disentanglement scores of one VAE."""
+    import mien
+    from mien.train.checkpoint import read_meta
+    from mien.control.directions import axis_traversal, data_ranges, dimension_labels
+    from mien.control.interpolate import interpolate
+    from mien.evaluator import load_evaluator
+    from mien.metrics import disentangle as dis
+    from mien.metrics import image
+
+    model = mien.load(ckpt)
+    ev = load_evaluator(32 if model.config.image_size < 64 else 64)
+    test = _world(cfg, ckpt, max(cfg.n_codes, 64), cfg.seed + 12345)
+    batch = test.batch(range(16))
+    x = batch["image"]
+    recon = model.reconstruct(x)
+    _grid(model.sample(32, generator=torch.Generator().manual_seed(cfg.seed)), folder / "samples.png", nrow=8)
+    _grid(torch.cat([x[:8], recon[:8], x[8:], recon[8:]]), folder / "reconstructions.png", nrow=8)
+    codes = torch.cat([model.encode(test.batch(range(s, min(s + 250, len(test))))["image"])
+                       for s in range(0, len(test), 250)])
+    dims = list(range(codes.shape[1]))
+    z = model.encode(x[:1])[0]
+    _grid(model.decode(axis_traversal(z, dims, data_ranges(codes, dims, 9))), folder / "traversal.png", nrow=9,
+          labels=dimension_labels(model, dims, 9))
+    pair = model.encode(x[1:3])
+    for method in ("lerp", "slerp"):
+        _grid(torch.cat([x[1:2], model.decode(interpolate(pair[0], pair[1], 8, method)), x[2:3]]),
+              folder / f"interpolation_{method}.png", nrow=10)
+    factors = {k: v.numpy() for k, v in _factors(test).items()}
+    z_np = codes.numpy()
+    scores = {"mig": dis.mig(z_np, factors, test.factors), "sap": dis.sap(z_np, factors, test.factors),
+              "factor_vae": dis.factor_vae_score(z_np, factors, test.factors)}
+    scores.update({f"dci_{k}": v for k, v in dis.dci(z_np, factors, test.factors).items()})
+    regularised = [f for f in test.factors if f.name in ARVAE_ATTRIBUTES]
+    scores["mig_regularised"] = dis.mig(z_np, factors, regularised)
+    scores["psnr"] = image.psnr(x, recon.clamp(-1, 1))
+    scores["csim_mien"] = image.csim_mien(x, recon.clamp(-1, 1), ev)
+    return {"model": model.model_name, "steps": read_meta(ckpt).get("steps"), "metrics": scores}
+
+
+ARVAE_ATTRIBUTES = ("intensity", "yaw", "age")
+
+
+def _factors(ds) -> dict[str, torch.Tensor]:
+    parts = [ds.draw(range(s, min(s + 1000, len(ds)))) for s in range(0, len(ds), 1000)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+@torch.no_grad()
+def vqvae_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
+    """The VQ-VAE (also the latent diffusion's first stage): reconstructions and code usage."""
+    import mien
+    from mien.metrics import image
+    from mien.train.checkpoint import read_meta
+
+    model = mien.load(ckpt)
+    x = _world(cfg, ckpt, 256, cfg.seed + 12345).batch(range(256))["image"]
+    recon = model.reconstruct(x).clamp(-1, 1)
+    _grid(torch.cat([x[:8], recon[:8], x[8:16], recon[8:16]]), folder / "reconstructions.png", nrow=8)
+    codes = model.nearest_codes(model.encode_latent(x)).flatten()
+    p = torch.bincount(codes, minlength=model.config.num_codes).float() / len(codes)
+    perplexity = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+    return {"model": "vqvae", "steps": read_meta(ckpt).get("steps"),
+            "metrics": {"psnr": image.psnr(x, recon), "ssim": image.ssim(x, recon), "perplexity": perplexity,
+                        "codes_used": int((p > 0).sum())}}
+
+
+@torch.no_grad()
+def diffusion_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
+    """Samples of every expression with classifier-free guidance: the evaluator's expression
+    accuracy, fid_mien and KID against world faces of that expression, per class and overall."""
+    import mien
+    from mien.evaluator import load_evaluator
+    from mien.metrics import fid, image
+    from mien.train.checkpoint import read_meta
+
+    model = mien.load(ckpt)
+    names = list(model.config.class_names)
+    ev = load_evaluator(32 if model.config.image_size < 64 else 64)
+    g = torch.Generator().manual_seed(cfg.seed)
+    rows, shown, gen_f, ref_f = [], [], [], []
+    for c, cls in enumerate(names):
+        s = torch.cat([model.sample(n, cond=c, generator=g, guidance=cfg.guidance, steps=cfg.steps)
+                       for n in _chunks(cfg.per_class, 64)]).clamp(-1, 1)
+        ref = _world(cfg, ckpt, cfg.per_class, cfg.seed + 777 + c, expression=cls).batch(range(cfg.per_class))["image"]
+        fg, fr = fid.image_features(s, ev), fid.image_features(ref, ev)
+        kid, _ = fid.kid_from_features(fg, fr, subset_size=min(1000, cfg.per_class))
+        rows.append({"class": cls, "expression_acc": image.expression_accuracy(s, torch.full((len(s),), c), ev),
+                     "fid_mien": fid.fid_from_features(fg, fr), "kid_mien": kid})
+        shown.append(s[:8])
+        gen_f.append(fg)
+        ref_f.append(fr)
+    gf, rf = torch.cat(gen_f), torch.cat(ref_f)
+    overall = {"class": "all", "expression_acc": sum(r["expression_acc"] for r in rows) / len(rows),
+               "fid_mien": fid.fid_from_features(gf, rf),
+               "kid_mien": fid.kid_from_features(gf, rf, subset_size=min(1000, len(gf)))[0]}
+    _grid(torch.cat(shown), folder / "samples.png", nrow=8,
+          labels=[n if j == 0 else "" for n in names for j in range(len(shown[0]))])
+    return {"model": "ldm", "steps": read_meta(ckpt).get("steps"), "guidance": cfg.guidance,
+            "sampler_steps": cfg.steps, "per_class": cfg.per_class, "rows": rows + [overall]}
+
+
+def _chunks(n: int, size: int) -> list[int]:
+    return [min(size, n - s) for s in range(0, n, size)]
+
+
+@torch.no_grad()
+def edit_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
+    """DDIM-inversion emotion edits (Pikoulis §4.4, the structure of Table 4.2): neutral world
+    faces taken to every other expression; PSNR, SSIM, lpips_mien, csim_mien to the input and the
+    evaluator's target-expression accuracy, per target."""
+    import mien
+    from mien.evaluator import load_evaluator
+    from mien.metrics import image
+
+    model = mien.load(ckpt)
+    names = list(model.config.class_names)
+    ev = load_evaluator(32 if model.config.image_size < 64 else 64)
+    x = _world(cfg, ckpt, cfg.n_edits, cfg.seed + 4242, expression="neutral").batch(range(cfg.n_edits))["image"]
+    columns, rows = [x], []
+    for c, target in enumerate(names):
+        if target == "neutral":
+            continue
+        e = model.edit(x, "neutral", target, t0=cfg.t0, steps=cfg.steps, guidance=cfg.guidance,
+                       generator=torch.Generator().manual_seed(cfg.seed)).clamp(-1, 1)
+        columns.append(e)
+        rows.append({"target": target, "expression_acc": image.expression_accuracy(e, torch.full((len(e),), c), ev),
+                     "psnr": image.psnr(x, e), "ssim": image.ssim(x, e), "lpips_mien": image.lpips_mien(x, e, ev),
+                     "csim_mien": image.csim_mien(x, e, ev)})
+    mean = {"target": "mean", **{k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "target"}}
+    strip = torch.stack(columns, 1).reshape(-1, *x.shape[1:])  # one row per face: input, then each target
+    _grid(strip, folder / "edits.png", nrow=len(columns),
+          labels=["input"] + [n for n in names if n != "neutral"] + [""] * (len(strip) - len(columns)))
+    return {"t0": cfg.t0, "guidance": cfg.guidance, "sampler_steps": cfg.steps, "faces": cfg.n_edits,
+            "rows": rows + [mean]}
+
+
+def world_tour(seed: int = 0, size: int = 64) -> tuple[torch.Tensor, list[str]]:
+    """Four labelled rows of one face each: the 8 expressions, the attributes and hair styles,
+    a yaw sweep and an age sweep."""
+    from mien.data.world import EXPRESSIONS, WorldDataset, render_faces
+
+    frontal = {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "glasses": 0, "beard": 0, "hat": 0, "intensity": 1.0,
+               "expression": "neutral", "hair_style": "short", "age": 0.2}
+    ds = WorldDataset(32, size, seed, fixed=frontal)
+    f = ds.draw([0] * 8 + [1] * 8 + [2] * 8 + [3] * 8)
+    f["expression"][:8] = torch.arange(8)
+    labels = list(EXPRESSIONS)
+    edits = [({}, "plain"), ({"glasses": 1, "glasses_shape": 0}, "round glasses"),
+             ({"glasses": 1, "glasses_shape": 1}, "square glasses"), ({"beard": 1}, "beard"),
+             ({"hat": 1}, "hat"), ({"hair_style": 1}, "long hair"), ({"hair_style": 2}, "fringe"),
+             ({"hair_style": 3}, "bald")]
+    for j, (values, name) in enumerate(edits):
+        for k, v in values.items():
+            f[k][8 + j] = v
+        labels.append(name)
+    for j, yaw in enumerate(torch.linspace(-35, 35, 8)):
+        f["yaw"][16 + j] = yaw
+        labels.append(f"yaw {yaw:+.0f}")
+    for j, age in enumerate(torch.linspace(0, 1, 8)):
+        f["age"][24 + j] = age
+        labels.append(f"age {age:.2f}")
+    return render_faces(f, size)[0], labels
+
+
+def world_stage(cfg: DemoConfig, folder: Path) -> dict:
+    from mien.data.world import WorldDataset
+
+    images, labels = world_tour(cfg.seed)
+    _grid(images, folder / "tour.png", nrow=8, labels=labels)
+    _grid(WorldDataset(32, 32, cfg.seed).batch(range(32))["image"], folder / "samples_32px.png", nrow=8)
+    return {}
+
+
+def _ldm(cfg: DemoConfig) -> Path:
+    model_folder(cfg, "vqvae")  # its first stage first
+    return model_folder(cfg, "ldm")
+
+
+def run_demo(cfg: DemoConfig) -> Path:
+    """All stages, then the report; returns the path of index.html."""
+    from mien.report.demo_page import write_report
+
+    start = time.perf_counter()
+    results = {"world": _stage(cfg, "world", lambda f: world_stage(cfg, f))}
+    for name in VAES:  # models are trained (outside no_grad) only when their stage still has to run
+        results[name] = _stage(cfg, name, lambda f, n=name: vae_stage(cfg, model_folder(cfg, n), f))
+    results["vqvae"] = _stage(cfg, "vqvae", lambda f: vqvae_stage(cfg, model_folder(cfg, "vqvae"), f))
+    results["diffusion"] = _stage(cfg, "diffusion", lambda f: diffusion_stage(cfg, _ldm(cfg), f))
+    results["edits"] = _stage(cfg, "edits", lambda f: edit_stage(cfg, _ldm(cfg), f))
+    return write_report(cfg, results, time.perf_counter() - start)

@@ -1,0 +1,60 @@
+"""The demo's HTML page (issue 6): every picture and number of one ``mien demo`` run."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from mien.report.html import Section, write_page
+
+DISENTANGLEMENT = [("MIG", "mig"), ("MIG (intensity, yaw, age)", "mig_regularised"), ("SAP", "sap"),
+                   ("DCI D", "dci_disentanglement"), ("DCI C", "dci_completeness"), ("DCI I", "dci_informativeness"),
+                   ("FactorVAE score", "factor_vae"), ("PSNR (dB)", "psnr"), ("csim_mien", "csim_mien")]
+
+
+def write_report(cfg, results: dict, seconds: float) -> Path:
+    from mien import __version__
+    from mien.report.demo import LABELS, VAES
+
+    out = cfg.out
+    world = Section("The procedural face world").text(
+        "The data every model below is trained on, rendered on the fly: the 8 expressions, attributes, yaw and age.")
+    world.image(out / "world" / "tour.png", out, "world tour").image(out / "world" / "samples_32px.png", out,
+                                                                      "random faces at 32 px, the models' size")
+    vaes = Section("VAE family: samples, reconstructions, traversals, interpolations").text(
+        "Traversals sweep one latent dimension per row over the 2-98 % range of the encoded test faces; the AR-VAE's "
+        "rows tied to an attribute are labelled with it. Interpolations go from the left face to the right one.")
+    for name in VAES:
+        d, label = out / name, LABELS[name]
+        for pic, what in (("samples.png", "samples from the prior"), ("reconstructions.png", "inputs and reconstructions"),
+                          ("traversal.png", "latent traversal"), ("interpolation_lerp.png", "lerp"),
+                          ("interpolation_slerp.png", "slerp")):
+            vaes.image(d / pic, out, f"{label}: {what} ({results[name]['steps']} steps)")
+    table = Section("Disentanglement and reconstruction").table(
+        ["model"] + [h for h, _ in DISENTANGLEMENT],
+        [[LABELS[n]] + [results[n]["metrics"][k] for _, k in DISENTANGLEMENT] for n in VAES],
+        f"{cfg.n_codes} unseen world faces; MIG over all factors and over the AR-VAE's regularised ones")
+    vq = results["vqvae"]["metrics"]
+    vqs = Section("VQ-VAE (the latent diffusion's first stage)").image(out / "vqvae" / "reconstructions.png", out,
+                                                                      "inputs and reconstructions")
+    vqs.table(["PSNR (dB)", "SSIM", "perplexity", "codes used"], [[vq["psnr"], vq["ssim"], vq["perplexity"], vq["codes_used"]]])
+    diff = results["diffusion"]
+    ds = Section("Latent diffusion conditioned on expression").text(
+        f"DDIM, {diff['sampler_steps']} steps, classifier-free guidance {diff['guidance']}, {diff['per_class']} samples "
+        f"per expression, each row one expression; accuracy is the evaluator's (chance 1/8), fid_mien and KID compare "
+        f"with world faces of that expression.").image(out / "diffusion" / "samples.png", out, "samples per expression")
+    ds.table(["expression", "accuracy", "fid_mien", "KID"],
+             [[r["class"], r["expression_acc"], r["fid_mien"], r["kid_mien"]] for r in diff["rows"]])
+    ed = results["edits"]
+    es = Section("Emotion editing by DDIM inversion (Pikoulis §4.4, Table 4.2's structure)").text(
+        f"Each row: a neutral face, then the edit to each emotion (t0 = {ed['t0']}, guidance {ed['guidance']}, "
+        f"{ed['sampler_steps']} DDIM steps). PSNR, SSIM, lpips_mien and csim_mien compare each edit with its input.")
+    es.image(out / "edits" / "edits.png", out, "neutral -> each emotion")
+    es.table(["target", "accuracy", "PSNR (dB)", "SSIM", "lpips_mien", "csim_mien"],
+             [[r["target"], r["expression_acc"], r["psnr"], r["ssim"], r["lpips_mien"], r["csim_mien"]] for r in ed["rows"]])
+    times = Section("Run").table(["stage", "seconds"], [[k, v.get("seconds", 0.0)] for k, v in results.items()]
+                                 + [["total (this run)", round(seconds, 1)]])
+    subtitle = (f"mien {__version__} · preset {cfg.preset} · seed {cfg.seed} · "
+                f"{'trained from scratch' if cfg.train_from_scratch or cfg.preset == 'tiny' else 'zoo checkpoints'} · "
+                f"{datetime.datetime.now():%Y-%m-%d %H:%M} · every number computed in this run")
+    return write_page(out / "index.html", "mien demo", subtitle, [world, vaes, table, vqs, ds, es, times])
