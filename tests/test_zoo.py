@@ -1,0 +1,43 @@
+"""The model zoo: publishing stores float16 weights with recipe and metrics; get copies a folder
+that loads back to the same model (up to float16 rounding); unknown names are clear errors."""
+
+import pytest
+import torch
+
+import mien
+from mien import zoo
+from mien.errors import ConfigError, DataError
+from mien.models import build_model
+from mien.train import checkpoint
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    torch.manual_seed(0)
+    model = build_model({"name": "vae", "image_size": 32, "widths": [8, 16, 16], "latent_dim": 4})
+    return checkpoint.save(model, tmp_path / "run", {"model": model.config_dict()}, {"model": "vae", "steps": 7})
+
+
+def test_publish_then_get_round_trips_within_float16(ckpt, tmp_path, monkeypatch):
+    root = tmp_path / "zoo"
+    monkeypatch.setattr(zoo, "ZOO", root)
+    zoo.publish(ckpt, "tiny-vae", "configs/vae/tiny.yaml", {"psnr": 21.5}, root=root)
+    assert (root / "tiny-vae" / "model.safetensors").stat().st_size < (ckpt / "model.safetensors").stat().st_size * 0.6
+    [entry] = zoo.entries()
+    assert entry == {"name": "tiny-vae", "model": "vae", "parameters": None, "steps": 7,
+                     "recipe": "configs/vae/tiny.yaml", "metrics": {"psnr": 21.5}}
+    copy = zoo.get("tiny-vae", tmp_path / "copy")
+    original, loaded = mien.load(ckpt), mien.load(copy)
+    for (name, a), (_, b) in zip(original.state_dict().items(), loaded.state_dict().items()):
+        assert b.dtype == a.dtype, name
+        torch.testing.assert_close(b, a.half().to(a.dtype), msg=name)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(loaded.reconstruct(x), original.reconstruct(x), atol=2e-2, rtol=0)
+
+
+def test_unknown_names_and_incomplete_folders_are_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "ZOO", tmp_path)
+    with pytest.raises(ConfigError, match="no zoo model 'nope'"):
+        zoo.get("nope", tmp_path / "out")
+    with pytest.raises(DataError, match="not a complete mien checkpoint"):
+        zoo.publish(tmp_path, "x", "recipe.yaml", root=tmp_path / "z")
