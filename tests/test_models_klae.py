@@ -28,3 +28,28 @@ def test_klae_learns_to_reconstruct_and_serves_as_a_first_stage():
     ldm.train()
     assert torch.isfinite(ldm.loss({"image": data[:8]})["loss"]) and float(ldm.scale) > 0
     assert ldm.sample(2, steps=3).shape == (2, 3, 32, 32)
+
+
+def test_perceptual_term_is_lpips_mien_and_stays_out_of_the_weights():
+    from mien.evaluator import load_evaluator
+    from mien.metrics.image import lpips_mien
+
+    x = WorldDataset(4, 32, 1).batch(range(4))["image"]
+    torch.manual_seed(0)
+    config = {"name": "klae", "image_size": 32, "widths": [16, 32], "blocks": 0, "kl_weight": 0.0}
+    plain, perceptual = build_model(config), build_model({**config, "perceptual_weight": 2.0})
+    perceptual.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    a = plain.loss({"image": x})
+    torch.manual_seed(1)
+    b = perceptual.loss({"image": x})
+    torch.manual_seed(1)
+    mu, logvar = perceptual.posterior(x)
+    x_hat = perceptual.decode(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+    expected = lpips_mien(x_hat.detach(), x, load_evaluator(32))
+    assert abs(float(b["perceptual"]) - expected) < 1e-5
+    assert abs(float(b["loss"]) - float(a["loss"]) - 2.0 * expected) < 1e-4
+    b["loss"].backward()
+    assert perceptual.decoder[0].weight.grad.abs().sum() > 0
+    assert set(perceptual.state_dict()) == set(plain.state_dict())
+    assert all(not p.requires_grad or p.grad is None for p in load_evaluator(32).parameters())

@@ -55,17 +55,22 @@ def ssim(a, b) -> float:
     return full[..., 5:-5, 5:-5].mean().item()
 
 
+def lpips_distance(evaluator, a: torch.Tensor, b: torch.Tensor, layer_weights=None) -> torch.Tensor:
+    """The LPIPS formula (Haas Eq. 2.12) on evaluator features, per image and differentiable (a
+    perceptual training loss): per layer l, unit-normalise the channel vectors, take
+    || w_l (y_l - y0_l) ||^2 averaged over positions, and sum over the four evaluator stages
+    (``layer_weights``, default 1/4 each). 0 for identical images."""
+    taps_a, taps_b = evaluator.taps(a), evaluator.taps(b)
+    weights = layer_weights or [1 / len(taps_a)] * len(taps_a)
+    return sum(w * ((F.normalize(ya, dim=1, eps=1e-10) - F.normalize(yb, dim=1, eps=1e-10)) ** 2).sum(1).mean((1, 2))
+               for w, ya, yb in zip(weights, taps_a, taps_b))
+
+
 @torch.no_grad()
 def lpips_mien(a, b, evaluator=None, layer_weights=None, per_image: bool = False):
-    """The LPIPS formula (Haas Eq. 2.12) on evaluator features: per layer l, unit-normalise the
-    channel vectors, take || w_l (y_l - y0_l) ||^2 averaged over positions, and sum over the
-    four evaluator stages (``layer_weights``, default 1/4 each). 0 for identical images."""
+    """lpips_mien of paired images (:func:`lpips_distance`): mean, or per image."""
     a, b = _pair(a, b)
-    ev = _evaluator(evaluator, a)
-    taps_a, taps_b = ev.taps(a), ev.taps(b)
-    weights = layer_weights or [1 / len(taps_a)] * len(taps_a)
-    d = sum(w * ((F.normalize(ya, dim=1, eps=1e-10) - F.normalize(yb, dim=1, eps=1e-10)) ** 2).sum(1).mean((1, 2))
-            for w, ya, yb in zip(weights, taps_a, taps_b))
+    d = lpips_distance(_evaluator(evaluator, a), a, b, layer_weights)
     return d if per_image else d.mean().item()
 
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mien.errors import ConfigError
+from mien.metrics.image import lpips_distance
 from mien.models.base import GenerativeModel, ModelConfig, images_of, register
 from mien.nn.conv import ConvDecoder, ConvEncoder, check_geometry
 
@@ -19,16 +20,18 @@ from mien.nn.conv import ConvDecoder, ConvEncoder, check_geometry
 class KLAEConfig(ModelConfig):
     latent_channels: int = 4
     kl_weight: float = 1e-4
+    perceptual_weight: float = 0.0  # lpips_mien on the frozen shipped evaluator
 
     def __post_init__(self):
-        if self.latent_channels < 1 or self.kl_weight < 0:
-            raise ConfigError("model.latent_channels must be >= 1 and model.kl_weight >= 0")
+        if self.latent_channels < 1 or self.kl_weight < 0 or self.perceptual_weight < 0:
+            raise ConfigError("model.latent_channels must be >= 1, model.kl_weight and model.perceptual_weight >= 0")
 
 
 @register("klae", KLAEConfig)
 class KLAutoencoder(GenerativeModel):
-    """loss = mean (x - D(z))^2 + kl_weight * KL(q(z|x) || N(0, I)) / number of latent values,
-    z = mu + sigma * eps (reparameterisation, lecture 002)."""
+    """loss = mean (x - D(z))^2 + kl_weight * KL(q(z|x) || N(0, I)) / number of latent values
+    [+ perceptual_weight * lpips_mien(D(z), x)], z = mu + sigma * eps (reparameterisation,
+    lecture 002)."""
 
     def __init__(self, config: KLAEConfig):
         super().__init__(config)
@@ -74,6 +77,21 @@ class KLAutoencoder(GenerativeModel):
         x = images_of(batch)
         mu, logvar = self.posterior(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        rec = F.mse_loss(self.decoder(z), x)
+        x_hat = self.decoder(z)
+        rec = F.mse_loss(x_hat, x)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
-        return {"loss": rec + self.config.kl_weight * kl, "mse": rec.detach(), "kl": kl.detach()}
+        out = {"loss": rec + self.config.kl_weight * kl, "mse": rec.detach(), "kl": kl.detach()}
+        if self.config.perceptual_weight > 0:
+            perceptual = lpips_distance(self._frozen_evaluator(x), x_hat, x).mean()
+            out["loss"] = out["loss"] + self.config.perceptual_weight * perceptual
+            out["perceptual"] = perceptual.detach()
+        return out
+
+    def _frozen_evaluator(self, x: torch.Tensor):
+        """The shipped evaluator of this image size, frozen and kept out of the state dict: the
+        perceptual term of the latent-diffusion first stage (Rombach et al. 2022 §3, "perceptual
+        loss"; Pikoulis §3.4), with mien's evaluator in place of the pretrained VGG of LPIPS."""
+        from mien.evaluator import load_evaluator
+
+        ev = load_evaluator(64 if self.config.image_size >= 64 else 32).to(x.device)
+        return ev.requires_grad_(False)

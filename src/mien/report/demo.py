@@ -19,6 +19,7 @@ from mien.errors import ConfigError
 
 VAES = ("vae", "tcvae", "arvae")
 MODELS = VAES + ("vqvae", "ldm")
+FIRST_STAGE = {"tiny": "vqvae", "small": "klae"}  # the autoencoder the latent diffusion runs in
 LABELS = {"vae": "VAE", "tcvae": "beta-TCVAE", "arvae": "AR-VAE", "vqvae": "VQ-VAE", "ldm": "latent diffusion"}
 
 
@@ -93,7 +94,7 @@ def model_folder(cfg: DemoConfig, name: str) -> Path:
 
     folder = cfg.out / "models" / name
     path = recipe(name, cfg.preset)
-    overrides = [f"model.autoencoder={cfg.out / 'models' / 'vqvae'}"] if name == "ldm" else []
+    overrides = [f"model.autoencoder={cfg.out / 'models' / FIRST_STAGE[cfg.preset]}"] if name == "ldm" else []
     run = load_run_config(path, overrides + [f"train.seed={cfg.seed}"])
     if (folder / "meta.json").is_file() and read_meta(folder).get("steps", 0) >= run.train.max_steps:
         return folder
@@ -297,7 +298,11 @@ def world_stage(cfg: DemoConfig, folder: Path) -> dict:
 
 
 def _ldm(cfg: DemoConfig) -> Path:
-    model_folder(cfg, "vqvae")  # its first stage first
+    """The latent-diffusion checkpoint (it embeds its first stage); trained after that first stage."""
+    from mien import zoo
+
+    if cfg.preset == "tiny" or cfg.train_from_scratch or "ldm" not in zoo.names():
+        model_folder(cfg, FIRST_STAGE[cfg.preset])
     return model_folder(cfg, "ldm")
 
 
