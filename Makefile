@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean figures
+.PHONY: demo test install install-test clean figures zoo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,25 @@ test: install-test
 clean:
 	rm -rf $(VENV) out build src/*.egg-info
 
-# The trained pictures under docs/ (small presets; about an hour on a 2-core CPU).
+# The shipped zoo (src/mien/zoo/weights): train every recipe of configs/zoo, score it, publish it
+# (float16 weights + recipe + metrics). Hours on a 2-core CPU; `--accelerator gpu` where there is one.
 RUNS ?= runs
-figures: install
+ZOO_METRICS ?= --n 1000
+zoo: install
+	for m in vae tcvae arvae vqvae klae ldm; do \
+	  $(BIN)/mien train configs/zoo/$$m.yaml --out $(RUNS)/zoo/$$m --no-progress || exit 1; done
 	for m in vae tcvae arvae; do \
-	  $(BIN)/mien train configs/$$m/small.yaml --out $(RUNS)/$$m-small --no-progress && \
-	  $(BIN)/mien traverse $(RUNS)/$$m-small --steps 9 --out docs/$${m}_traversal.png; done
-	$(BIN)/mien train configs/ldm/first_stage.yaml --out $(RUNS)/ldm-first-stage --no-progress
-	$(BIN)/mien train configs/ldm/small.yaml model.autoencoder=$(RUNS)/ldm-first-stage --out $(RUNS)/ldm-small --no-progress
-	$(BIN)/mien sample $(RUNS)/ldm-small --per-class 8 --guidance 3 --out docs/ldm_samples.png
-	$(BIN)/mien edit $(RUNS)/ldm-small --from neutral --to all --t0 500 --guidance 4 --steps 40 --out docs/ldm_edits.png
+	  $(BIN)/mien eval ckpt $(RUNS)/zoo/$$m $(ZOO_METRICS) --out $(RUNS)/zoo/$$m/eval.json && \
+	  $(BIN)/mien zoo add $(RUNS)/zoo/$$m --name $$m --recipe configs/zoo/$$m.yaml --metrics $(RUNS)/zoo/$$m/eval.json || exit 1; done
+	for m in vqvae ldm; do \
+	  $(BIN)/mien eval ckpt $(RUNS)/zoo/$$m --metrics psnr,ssim,lpips,csim,expr_acc $(ZOO_METRICS) --out $(RUNS)/zoo/$$m/eval.json && \
+	  $(BIN)/mien zoo add $(RUNS)/zoo/$$m --name $$m --recipe configs/zoo/$$m.yaml --metrics $(RUNS)/zoo/$$m/eval.json || exit 1; done
+
+# The pictures under docs/ from a demo run (the zoo's models): `make demo` first.
+figures: demo
+	cp out/demo/vae/traversal.png docs/vae_traversal.png
+	cp out/demo/tcvae/traversal.png docs/tcvae_traversal.png
+	cp out/demo/arvae/traversal.png docs/arvae_traversal.png
+	cp out/demo/vae/reconstructions.png docs/vae_reconstructions.png
+	cp out/demo/diffusion/samples.png docs/ldm_samples.png
+	cp out/demo/edits/edits.png docs/ldm_edits.png
