@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+_HEADLINE = ("psnr", "fid_mien", "mig", "dci_disentanglement", "expression_acc", "csim_mien")
+
 app = typer.Typer(help="Shipped small checkpoints and the recipes that reproduce them.", no_args_is_help=True)
 
 
@@ -20,7 +22,8 @@ def list_models():
 
     table = Table("name", "model", "parameters", "steps", "recipe", "metrics", title="mien zoo")
     for e in zoo.entries():
-        metrics = ", ".join(f"{k} {v:.3g}" for k, v in list(e["metrics"].items())[:6])
+        shown = [k for k in _HEADLINE if k in e["metrics"]] or list(e["metrics"])[:4]
+        metrics = ", ".join(f"{k} {e['metrics'][k]:.3g}" for k in shown)
         table.add_row(e["name"], str(e["model"]), f"{e['parameters']:,}", str(e["steps"]), str(e["recipe"]), metrics)
     Console().print(table)
 
