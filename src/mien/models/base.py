@@ -73,7 +73,6 @@ class GenerativeModel(nn.Module):
 
 def _import_families():
     import mien.models  # noqa: F401  (registers the families)
-    import mien.expr4d  # noqa: F401  (registers expr4d and actor, Zou ch. 3)
 
 
 def build_model(section: dict) -> GenerativeModel:
