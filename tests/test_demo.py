@@ -14,7 +14,8 @@ STAGES = ("world", "vae", "tcvae", "arvae", "vqvae", "diffusion", "edits")
 
 
 def _tiny(out):
-    return DemoConfig(out=out, preset="tiny", n_codes=200, per_class=8, n_edits=2, steps=5, progress=False)
+    return DemoConfig(out=out, preset="tiny", n_codes=200, per_class=8, n_edits=2, steps=5, progress=False,
+                      edit_sweep=((300, 500), (4.0,)))
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,9 @@ def test_every_stage_computes_finite_numbers(demo):
     edits = results["edits"]["rows"]
     assert len(edits) == 8 and edits[-1]["target"] == "mean" and "neutral" not in [r["target"] for r in edits]
     assert all(-1 <= r["csim_mien"] <= 1 and r["psnr"] > 0 for r in edits)
+    sweep = results["edits"]["sweep"]
+    assert [(r["t0"], r["guidance"]) for r in sweep] == [(300, 4.0), (500, 4.0)]
+    assert sweep[1]["psnr"] == pytest.approx(edits[-1]["psnr"])  # the shown setting is the per-target table's
 
 
 def test_report_shows_every_picture_and_the_run(demo):
@@ -57,6 +61,7 @@ def test_report_shows_every_picture_and_the_run(demo):
     text = page.read_text()
     pictures = re.findall(r'<img src="([^"]+)"', text)
     assert len(pictures) == 2 + 3 * 5 + 1 + 1 + 1
+    assert text.count("<table>") == 6
     assert all((out / p).is_file() for p in pictures)
     assert "preset tiny" in text and "seed 0" in text and "z0 intensity" not in text  # labels live in the PNGs
     for label in ("AR-VAE", "beta-TCVAE", "MIG (intensity, yaw, age)", "csim_mien", "fid_mien"):

@@ -38,6 +38,7 @@ class DemoConfig:
     n_edits: int = 8  # neutral faces taken to every emotion
     t0: int = 500
     guidance: float = 4.0
+    edit_sweep: tuple = ((400, 500, 600), (1.0, 3.0, 5.0))  # t0 values x guidance scales (Table 4.2)
     steps: int = 25
     progress: bool = True
     timings: dict = field(default_factory=dict)
@@ -216,8 +217,7 @@ def diffusion_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
         gen_f.append(fg)
         ref_f.append(fr)
     gf, rf = torch.cat(gen_f), torch.cat(ref_f)
-    overall = {"class": "all", "expression_acc": sum(r["expression_acc"] for r in rows) / len(rows),
-               "fid_mien": fid.fid_from_features(gf, rf),
+    overall = {"class": "all", "expression_acc": _mean(rows)["expression_acc"], "fid_mien": fid.fid_from_features(gf, rf),
                "kid_mien": fid.kid_from_features(gf, rf, subset_size=min(1000, len(gf)))[0]}
     _grid(torch.cat(shown), folder / "samples.png", nrow=8,
           labels=[n if j == 0 else "" for n in names for j in range(len(shown[0]))])
@@ -229,35 +229,50 @@ def _chunks(n: int, size: int) -> list[int]:
     return [min(size, n - s) for s in range(0, n, size)]
 
 
+def _edit_scores(x, c: int, edited, ev) -> dict:
+    from mien.metrics import image
+
+    return {"expression_acc": image.expression_accuracy(edited, torch.full((len(x),), c), ev),
+            "psnr": image.psnr(x, edited), "ssim": image.ssim(x, edited), "lpips_mien": image.lpips_mien(x, edited, ev),
+            "csim_mien": image.csim_mien(x, edited, ev)}
+
+
+def _mean(rows: list[dict], **label) -> dict:
+    return {**label, **{k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if isinstance(rows[0][k], float)}}
+
+
 @torch.no_grad()
 def edit_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     """DDIM-inversion emotion edits (Pikoulis §4.4, the structure of Table 4.2): neutral world
-    faces taken to every other expression; PSNR, SSIM, lpips_mien, csim_mien to the input and the
-    evaluator's target-expression accuracy, per target."""
+    faces taken to every other expression, scored by the evaluator's target-expression accuracy
+    and PSNR, SSIM, lpips_mien, csim_mien to the input; per target at (t0, guidance), and the mean
+    over targets on the grid t0 x guidance of ``cfg.edit_sweep``."""
     import mien
     from mien.evaluator import load_evaluator
-    from mien.metrics import image
 
     model = mien.load(ckpt)
     names = list(model.config.class_names)
+    targets = [(c, n) for c, n in enumerate(names) if n != "neutral"]
     ev = load_evaluator(32 if model.config.image_size < 64 else 64)
     x = _world(cfg, ckpt, cfg.n_edits, cfg.seed + 4242, expression="neutral").batch(range(cfg.n_edits))["image"]
-    columns, rows = [x], []
-    for c, target in enumerate(names):
-        if target == "neutral":
-            continue
-        e = model.edit(x, "neutral", target, t0=cfg.t0, steps=cfg.steps, guidance=cfg.guidance,
-                       generator=torch.Generator().manual_seed(cfg.seed)).clamp(-1, 1)
-        columns.append(e)
-        rows.append({"target": target, "expression_acc": image.expression_accuracy(e, torch.full((len(e),), c), ev),
-                     "psnr": image.psnr(x, e), "ssim": image.ssim(x, e), "lpips_mien": image.lpips_mien(x, e, ev),
-                     "csim_mien": image.csim_mien(x, e, ev)})
-    mean = {"target": "mean", **{k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "target"}}
-    strip = torch.stack(columns, 1).reshape(-1, *x.shape[1:])  # one row per face: input, then each target
-    _grid(strip, folder / "edits.png", nrow=len(columns),
-          labels=["input"] + [n for n in names if n != "neutral"] + [""] * (len(strip) - len(columns)))
+
+    def edits(t0: int, guidance: float):
+        return [model.edit(x, "neutral", n, t0=t0, steps=cfg.steps, guidance=guidance,
+                           generator=torch.Generator().manual_seed(cfg.seed)).clamp(-1, 1) for _, n in targets]
+
+    shown = edits(cfg.t0, cfg.guidance)
+    rows = [{"target": n, **_edit_scores(x, c, e, ev)} for (c, n), e in zip(targets, shown)]
+    sweep = []
+    t0s, guidances = cfg.edit_sweep
+    for t0 in t0s:
+        for g in guidances:
+            done = shown if (t0, g) == (cfg.t0, cfg.guidance) else edits(t0, g)
+            sweep.append(_mean([_edit_scores(x, c, e, ev) for (c, _), e in zip(targets, done)], t0=t0, guidance=g))
+    strip = torch.stack([x, *shown], 1).reshape(-1, *x.shape[1:])  # one row per face: input, then each target
+    _grid(strip, folder / "edits.png", nrow=len(targets) + 1,
+          labels=["input"] + [n for _, n in targets] + [""] * (len(strip) - len(targets) - 1))
     return {"t0": cfg.t0, "guidance": cfg.guidance, "sampler_steps": cfg.steps, "faces": cfg.n_edits,
-            "rows": rows + [mean]}
+            "rows": rows + [_mean(rows, target="mean")], "sweep": sweep}
 
 
 def world_tour(seed: int = 0, size: int = 64) -> tuple[torch.Tensor, list[str]]:

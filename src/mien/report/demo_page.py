@@ -52,6 +52,9 @@ def write_report(cfg, results: dict, seconds: float) -> Path:
     es.image(out / "edits" / "edits.png", out, "neutral -> each emotion")
     es.table(["target", "accuracy", "PSNR (dB)", "SSIM", "lpips_mien", "csim_mien"],
              [[r["target"], r["expression_acc"], r["psnr"], r["ssim"], r["lpips_mien"], r["csim_mien"]] for r in ed["rows"]])
+    es.table(["t0", "guidance", "accuracy", "PSNR (dB)", "SSIM", "lpips_mien", "csim_mien"],
+             [[r["t0"], r["guidance"], r["expression_acc"], r["psnr"], r["ssim"], r["lpips_mien"], r["csim_mien"]]
+              for r in ed["sweep"]], "the mean over the seven targets on a grid of editing strength t0 and guidance")
     times = Section("Run").table(["stage", "seconds"], [[k, v.get("seconds", 0.0)] for k, v in results.items()]
                                  + [["total (this run)", round(seconds, 1)]])
     subtitle = (f"mien {__version__} · preset {cfg.preset} · seed {cfg.seed} · "
