@@ -60,7 +60,7 @@ def test_report_shows_every_picture_and_the_run(demo):
     out, page = demo
     text = page.read_text()
     pictures = re.findall(r'<img src="([^"]+)"', text)
-    assert len(pictures) == 2 + 3 * 5 + 1 + 1 + 1
+    assert len(pictures) == 2 + 3 * 5 + 2 + 2 + 1
     assert text.count("<table>") == 6
     assert all((out / p).is_file() for p in pictures)
     assert "preset tiny" in text and "seed 0" in text and "z0 intensity" not in text  # labels live in the PNGs

@@ -183,6 +183,7 @@ def vqvae_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     x = _world(cfg, ckpt, 256, cfg.seed + 12345).batch(range(256))["image"]
     recon = model.reconstruct(x).clamp(-1, 1)
     _grid(torch.cat([x[:8], recon[:8], x[8:16], recon[8:16]]), folder / "reconstructions.png", nrow=8)
+    _grid(model.sample(16, generator=torch.Generator().manual_seed(cfg.seed)), folder / "samples.png", nrow=8)
     codes = model.nearest_codes(model.encode_latent(x)).flatten()
     p = torch.bincount(codes, minlength=model.config.num_codes).float() / len(codes)
     perplexity = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
@@ -219,6 +220,8 @@ def diffusion_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     gf, rf = torch.cat(gen_f), torch.cat(ref_f)
     overall = {"class": "all", "expression_acc": _mean(rows)["expression_acc"], "fid_mien": fid.fid_from_features(gf, rf),
                "kid_mien": fid.kid_from_features(gf, rf, subset_size=min(1000, len(gf)))[0]}
+    x = _world(cfg, ckpt, 16, cfg.seed + 12345).batch(range(16))["image"]
+    _grid(torch.cat([x[:8], model.reconstruct(x[:8]).clamp(-1, 1)]), folder / "first_stage.png", nrow=8)
     _grid(torch.cat(shown), folder / "samples.png", nrow=8,
           labels=[n if j == 0 else "" for n in names for j in range(len(shown[0]))])
     return {"model": "ldm", "steps": read_meta(ckpt).get("steps"), "guidance": cfg.guidance,

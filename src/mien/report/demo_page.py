@@ -35,14 +35,17 @@ def write_report(cfg, results: dict, seconds: float) -> Path:
         [[LABELS[n]] + [results[n]["metrics"][k] for _, k in DISENTANGLEMENT] for n in VAES],
         f"{cfg.n_codes} unseen world faces; MIG over all factors and over the AR-VAE's regularised ones")
     vq = results["vqvae"]["metrics"]
-    vqs = Section("VQ-VAE (the latent diffusion's first stage)").image(out / "vqvae" / "reconstructions.png", out,
-                                                                      "inputs and reconstructions")
+    vqs = Section("VQ-VAE").image(out / "vqvae" / "reconstructions.png", out, "inputs and reconstructions")
+    vqs.image(out / "vqvae" / "samples.png", out, "samples: codes drawn uniformly and independently (no prior over "
+                                                  "codes is fitted, so these show what the codebook alone gives)")
     vqs.table(["PSNR (dB)", "SSIM", "perplexity", "codes used"], [[vq["psnr"], vq["ssim"], vq["perplexity"], vq["codes_used"]]])
     diff = results["diffusion"]
     ds = Section("Latent diffusion conditioned on expression").text(
         f"DDIM, {diff['sampler_steps']} steps, classifier-free guidance {diff['guidance']}, {diff['per_class']} samples "
         f"per expression, each row one expression; accuracy is the evaluator's (chance 1/8), fid_mien and KID compare "
         f"with world faces of that expression.").image(out / "diffusion" / "samples.png", out, "samples per expression")
+    ds.image(out / "diffusion" / "first_stage.png", out, "inputs and their reconstructions through the first stage "
+                                                          "(the autoencoder the diffusion runs in)")
     ds.table(["expression", "accuracy", "fid_mien", "KID"],
              [[r["class"], r["expression_acc"], r["fid_mien"], r["kid_mien"]] for r in diff["rows"]])
     ed = results["edits"]
