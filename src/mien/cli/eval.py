@@ -57,19 +57,16 @@ def ckpt(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
     (psnr, ssim, lpips, csim, expr_acc, attr_acc, nme) and codes vs world factors (disentanglement)."""
     import mien
     from mien.data.folder import FolderDataset
-    from mien.data.world import WorldDataset
     from mien.errors import ConfigError
     from mien.metrics.evaluate import dataset_batches, evaluate_model
-    from mien.train.checkpoint import read_config
+    from mien.train.checkpoint import training_world
 
     if n < 10:
         raise ConfigError(f"--n {n} is too small to score; use at least 10")
     model = mien.load(ckpt)
     size = model.config.image_size
     if data == "world":
-        cfg = read_config(ckpt).get("data", {})
-        ds = WorldDataset(n, size, seed, cfg.get("design", "iid"), fixed=cfg.get("fixed") or {},
-                          ranges=cfg.get("ranges") or {}, n_identities=cfg.get("n_identities"))
+        ds = training_world(ckpt, n, seed, size)
     else:
         ds = FolderDataset(data, size=size)
     ev = _evaluator(evaluator, size)

@@ -18,16 +18,12 @@ def _load(ckpt: Path):
 def _data_batch(data: str, ckpt: Path, size: int, n: int, seed: int, indices: list[int] | None = None) -> dict:
     """Images from 'world' (with the world settings the checkpoint was trained on) or a folder."""
     from mien.data.folder import FolderDataset
-    from mien.data.world import WorldDataset
     from mien.errors import ConfigError
-    from mien.train.checkpoint import read_config
+    from mien.train.checkpoint import training_world
 
     idx = indices if indices is not None else list(range(n))
     if data == "world":
-        cfg = read_config(ckpt).get("data", {})
-        ds = WorldDataset(max(idx) + 1, size, seed, cfg.get("design", "iid"), fixed=cfg.get("fixed", {}),
-                          ranges=cfg.get("ranges", {}))
-        return ds.batch(idx)
+        return training_world(ckpt, max(idx) + 1, seed, size).batch(idx)
     ds = FolderDataset(data, size=size)
     if max(idx) >= len(ds):
         raise ConfigError(f"{data} has {len(ds)} images; index {max(idx)} is out of range")

@@ -46,6 +46,12 @@ class VQVAEConfig(ModelConfig):
             raise ConfigError(f"model.ema_eps must be > 0, got {self.ema_eps}")
 
 
+def perplexity(usage: torch.Tensor) -> torch.Tensor:
+    """exp of the entropy of the code-usage distribution ``usage`` (K, summing to 1): K when all
+    codes are used equally, 1 when one code takes everything."""
+    return torch.exp(-(usage * torch.log(usage + 1e-10)).sum())
+
+
 def _all_reduce(*tensors: torch.Tensor) -> None:
     """Sum statistics over processes when training data-parallel."""
     if dist.is_available() and dist.is_initialized():
@@ -188,7 +194,6 @@ class VQVAE(GenerativeModel):
         z_st = z_e + (z_q - z_e).detach()  # straight-through estimator
         mse = F.mse_loss(self.decode(z_st), x)
         usage = onehot.mean(0)
-        perplexity = torch.exp(-(usage * torch.log(usage + 1e-10)).sum())
         return {"loss": mse + codebook + c.beta * commitment, "mse": mse.detach(), "codebook": codebook.detach(),
-                "commitment": commitment.detach(), "perplexity": perplexity.detach(),
+                "commitment": commitment.detach(), "perplexity": perplexity(usage).detach(),
                 "codes_used": (usage > 0).float().mean().detach()}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from mien.errors import ConfigError
+from mien.train.checkpoint import read_meta, training_world
 
 VAES = ("vae", "tcvae", "arvae")
 MODELS = VAES + ("vqvae", "ldm")
@@ -41,7 +42,6 @@ class DemoConfig:
     edit_sweep: tuple = ((400, 500, 600), (1.0, 3.0, 5.0))  # t0 values x guidance scales (Table 4.2)
     steps: int = 25
     progress: bool = True
-    timings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.preset not in ("tiny", "small"):
@@ -91,7 +91,6 @@ def model_folder(cfg: DemoConfig, name: str) -> Path:
     """Train (or resume), or copy from the zoo, the checkpoint of demo model ``name``."""
     from mien import zoo
     from mien.train import fit, load_run_config
-    from mien.train.checkpoint import read_meta
 
     folder = cfg.out / "models" / name
     path = recipe(name, cfg.preset)
@@ -106,14 +105,11 @@ def model_folder(cfg: DemoConfig, name: str) -> Path:
 
 
 # --- pictures and numbers ---------------------------------------------------------------------
-def _world(cfg: DemoConfig, ckpt: Path, n: int, seed: int, **fixed):
-    """``n`` world faces drawn the way the checkpoint's training data were, with extra fixed factors."""
-    from mien.data.world import WorldDataset
-    from mien.train.checkpoint import read_config
+def _evaluator(model):
+    """The shipped evaluator for the model's image size."""
+    from mien.evaluator import load_evaluator
 
-    data = read_config(ckpt).get("data", {})
-    return WorldDataset(n, data.get("size", 32), seed, data.get("design", "iid"),
-                        fixed={**(data.get("fixed") or {}), **fixed}, ranges=data.get("ranges") or {})
+    return load_evaluator(32 if model.config.image_size < 64 else 64)
 
 
 def _grid(images, path: Path, **kw) -> Path:
@@ -127,23 +123,22 @@ def vae_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     """Samples, reconstructions, traversals (AR-VAE rows labelled with their attribute),
     lerp/slerp interpolations and the disentanglement scores of one VAE."""
     import mien
-    from mien.train.checkpoint import read_meta
+    from mien.train import load_run_config
     from mien.control.directions import axis_traversal, data_ranges, dimension_labels
     from mien.control.interpolate import interpolate
-    from mien.evaluator import load_evaluator
     from mien.metrics import disentangle as dis
     from mien.metrics import image
 
     model = mien.load(ckpt)
-    ev = load_evaluator(32 if model.config.image_size < 64 else 64)
-    test = _world(cfg, ckpt, max(cfg.n_codes, 64), cfg.seed + 12345)
+    ev = _evaluator(model)
+    test = training_world(ckpt, max(cfg.n_codes, 64), cfg.seed + 12345)
     batch = test.batch(range(16))
     x = batch["image"]
     recon = model.reconstruct(x)
     _grid(model.sample(32, generator=torch.Generator().manual_seed(cfg.seed)), folder / "samples.png", nrow=8)
     _grid(torch.cat([x[:8], recon[:8], x[8:], recon[8:]]), folder / "reconstructions.png", nrow=8)
-    codes = torch.cat([model.encode(test.batch(range(s, min(s + 250, len(test))))["image"])
-                       for s in range(0, len(test), 250)])
+    batches = [test.batch(range(s, min(s + 250, len(test)))) for s in range(0, len(test), 250)]
+    codes = torch.cat([model.encode(b["image"]) for b in batches])
     dims = list(range(codes.shape[1]))
     z = model.encode(x[:1])[0]
     _grid(model.decode(axis_traversal(z, dims, data_ranges(codes, dims, 9))), folder / "traversal.png", nrow=9,
@@ -152,24 +147,17 @@ def vae_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     for method in ("lerp", "slerp"):
         _grid(torch.cat([x[1:2], model.decode(interpolate(pair[0], pair[1], 8, method)), x[2:3]]),
               folder / f"interpolation_{method}.png", nrow=10)
-    factors = {k: v.numpy() for k, v in _factors(test).items()}
+    factors = {k: torch.cat([b["factors"][k] for b in batches]).numpy() for k in batches[0]["factors"]}
     z_np = codes.numpy()
     scores = {"mig": dis.mig(z_np, factors, test.factors), "sap": dis.sap(z_np, factors, test.factors),
               "factor_vae": dis.factor_vae_score(z_np, factors, test.factors)}
     scores.update({f"dci_{k}": v for k, v in dis.dci(z_np, factors, test.factors).items()})
-    regularised = [f for f in test.factors if f.name in ARVAE_ATTRIBUTES]
+    attributes = load_run_config(recipe("arvae", cfg.preset)).model["attributes"]
+    regularised = [f for f in test.factors if f.name in attributes]
     scores["mig_regularised"] = dis.mig(z_np, factors, regularised)
     scores["psnr"] = image.psnr(x, recon.clamp(-1, 1))
     scores["csim_mien"] = image.csim_mien(x, recon.clamp(-1, 1), ev)
     return {"model": model.model_name, "steps": read_meta(ckpt).get("steps"), "metrics": scores}
-
-
-ARVAE_ATTRIBUTES = ("intensity", "yaw", "age")
-
-
-def _factors(ds) -> dict[str, torch.Tensor]:
-    parts = [ds.draw(range(s, min(s + 1000, len(ds)))) for s in range(0, len(ds), 1000)]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 @torch.no_grad()
@@ -177,19 +165,18 @@ def vqvae_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     """The VQ-VAE (also the latent diffusion's first stage): reconstructions and code usage."""
     import mien
     from mien.metrics import image
-    from mien.train.checkpoint import read_meta
+    from mien.models.vqvae import perplexity
 
     model = mien.load(ckpt)
-    x = _world(cfg, ckpt, 256, cfg.seed + 12345).batch(range(256))["image"]
+    x = training_world(ckpt, 256, cfg.seed + 12345).batch(range(256))["image"]
     recon = model.reconstruct(x).clamp(-1, 1)
     _grid(torch.cat([x[:8], recon[:8], x[8:16], recon[8:16]]), folder / "reconstructions.png", nrow=8)
     _grid(model.sample(16, generator=torch.Generator().manual_seed(cfg.seed)), folder / "samples.png", nrow=8)
     codes = model.nearest_codes(model.encode_latent(x)).flatten()
-    p = torch.bincount(codes, minlength=model.config.num_codes).float() / len(codes)
-    perplexity = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+    usage = torch.bincount(codes, minlength=model.config.num_codes).float() / len(codes)
     return {"model": "vqvae", "steps": read_meta(ckpt).get("steps"),
-            "metrics": {"psnr": image.psnr(x, recon), "ssim": image.ssim(x, recon), "perplexity": perplexity,
-                        "codes_used": int((p > 0).sum())}}
+            "metrics": {"psnr": image.psnr(x, recon), "ssim": image.ssim(x, recon), "perplexity": float(perplexity(usage)),
+                        "codes_used": int((usage > 0).sum())}}
 
 
 @torch.no_grad()
@@ -197,19 +184,18 @@ def diffusion_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     """Samples of every expression with classifier-free guidance: the evaluator's expression
     accuracy, fid_mien and KID against world faces of that expression, per class and overall."""
     import mien
-    from mien.evaluator import load_evaluator
     from mien.metrics import fid, image
-    from mien.train.checkpoint import read_meta
 
     model = mien.load(ckpt)
     names = list(model.config.class_names)
-    ev = load_evaluator(32 if model.config.image_size < 64 else 64)
+    ev = _evaluator(model)
     g = torch.Generator().manual_seed(cfg.seed)
     rows, shown, gen_f, ref_f = [], [], [], []
     for c, cls in enumerate(names):
         s = torch.cat([model.sample(n, cond=c, generator=g, guidance=cfg.guidance, steps=cfg.steps)
                        for n in _chunks(cfg.per_class, 64)]).clamp(-1, 1)
-        ref = _world(cfg, ckpt, cfg.per_class, cfg.seed + 777 + c, expression=cls).batch(range(cfg.per_class))["image"]
+        ref = training_world(ckpt, cfg.per_class, cfg.seed + 777 + c, expression=cls)
+        ref = ref.batch(range(cfg.per_class))["image"]
         fg, fr = fid.image_features(s, ev), fid.image_features(ref, ev)
         kid, _ = fid.kid_from_features(fg, fr, subset_size=min(1000, cfg.per_class))
         rows.append({"class": cls, "expression_acc": image.expression_accuracy(s, torch.full((len(s),), c), ev),
@@ -220,7 +206,7 @@ def diffusion_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     gf, rf = torch.cat(gen_f), torch.cat(ref_f)
     overall = {"class": "all", "expression_acc": _mean(rows)["expression_acc"], "fid_mien": fid.fid_from_features(gf, rf),
                "kid_mien": fid.kid_from_features(gf, rf, subset_size=min(1000, len(gf)))[0]}
-    x = _world(cfg, ckpt, 16, cfg.seed + 12345).batch(range(16))["image"]
+    x = training_world(ckpt, 16, cfg.seed + 12345).batch(range(16))["image"]
     _grid(torch.cat([x[:8], model.reconstruct(x[:8]).clamp(-1, 1)]), folder / "first_stage.png", nrow=8)
     _grid(torch.cat(shown), folder / "samples.png", nrow=8,
           labels=[n if j == 0 else "" for n in names for j in range(len(shown[0]))])
@@ -251,13 +237,12 @@ def edit_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     and PSNR, SSIM, lpips_mien, csim_mien to the input; per target at (t0, guidance), and the mean
     over targets on the grid t0 x guidance of ``cfg.edit_sweep``."""
     import mien
-    from mien.evaluator import load_evaluator
 
     model = mien.load(ckpt)
     names = list(model.config.class_names)
     targets = [(c, n) for c, n in enumerate(names) if n != "neutral"]
-    ev = load_evaluator(32 if model.config.image_size < 64 else 64)
-    x = _world(cfg, ckpt, cfg.n_edits, cfg.seed + 4242, expression="neutral").batch(range(cfg.n_edits))["image"]
+    ev = _evaluator(model)
+    x = training_world(ckpt, cfg.n_edits, cfg.seed + 4242, expression="neutral").batch(range(cfg.n_edits))["image"]
 
     def edits(t0: int, guidance: float):
         return [model.edit(x, "neutral", n, t0=t0, steps=cfg.steps, guidance=guidance,

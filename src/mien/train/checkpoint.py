@@ -46,6 +46,18 @@ def read_config(ckpt_dir) -> dict:
     return config
 
 
+def training_world(ckpt_dir, n: int, seed: int, size: int | None = None, **fixed):
+    """``n`` world faces drawn as the checkpoint's training data were (design, fixed factors,
+    ranges, identities), from ``seed``, at ``size`` (default: the training size); ``fixed``
+    holds more factors constant (e.g. ``expression="neutral"``)."""
+    from mien.data.world import WorldDataset
+
+    data = read_config(ckpt_dir).get("data") or {}
+    return WorldDataset(n, size or data.get("size", 32), seed, data.get("design", "iid"),
+                        fixed={**(data.get("fixed") or {}), **fixed}, ranges=data.get("ranges") or {},
+                        n_identities=data.get("n_identities"))
+
+
 def read_meta(ckpt_dir) -> dict:
     try:
         return json.loads((Path(ckpt_dir) / "meta.json").read_text())
