@@ -63,6 +63,22 @@ def test_loss_logs_one_term_per_attribute_and_maps_dimensions():
     assert torch.isfinite(out["loss"])
 
 
+def test_mean_code_regularises_the_posterior_mean_and_sample_code_the_draw():
+    batch = world_pool()
+    batch = {"image": batch["image"][:8], "factors": {k: v[:8] for k, v in batch["factors"].items()}}
+    for code in ("mean", "sample"):
+        torch.manual_seed(0)
+        model = build_model({"name": "arvae", **SMALL, "attributes": ["yaw"], "delta": 10.0, "code": code})
+        with torch.no_grad():
+            mu, _ = model.posterior(batch["image"])
+            on_mu = attribute_regularisation(mu[:, 0], batch["factors"]["yaw"], 10.0)
+            terms = [float(model.loss(batch)["ar_yaw"]) for _ in range(3)]
+        if code == "mean":
+            assert terms == pytest.approx([float(on_mu)] * 3, rel=1e-6)
+        else:  # a fresh z ~ q(z|x) each call
+            assert len(set(terms)) == 3
+
+
 def test_missing_factors_or_attribute_is_a_config_error():
     model = build_model({"name": "arvae", **SMALL, "attributes": ["yaw"]})
     images = world_pool()["image"][:4]
@@ -73,7 +89,8 @@ def test_missing_factors_or_attribute_is_a_config_error():
 
 
 @pytest.mark.parametrize("bad", [{"attributes": []}, {"attributes": ["yaw", "yaw"]},
-                                 {"attributes": ["a", "b", "c"], "latent_dim": 2}, {"delta": 0.0}])
+                                 {"attributes": ["a", "b", "c"], "latent_dim": 2}, {"delta": 0.0},
+                                 {"code": "median"}])
 def test_bad_arvae_config_is_a_config_error(bad):
     with pytest.raises(ConfigError):
         build_model({"name": "arvae", **bad})

@@ -27,6 +27,7 @@ class ARVAEConfig(VAEConfig):
     attributes: list[str] = field(default_factory=lambda: ["intensity"])
     gamma: float = 10.0
     delta: float = 1.0
+    code: str = "sample"  # the regularised code: z sampled from q(z|x) (Pati & Lerch) or its mean mu_x
 
     def __post_init__(self):
         super().__post_init__()
@@ -39,6 +40,8 @@ class ARVAEConfig(VAEConfig):
             raise ConfigError(f"model.attributes lists a factor twice: {self.attributes}")
         if self.gamma < 0 or self.delta <= 0:
             raise ConfigError("model.gamma must be >= 0 and model.delta > 0")
+        if self.code not in ("sample", "mean"):
+            raise ConfigError(f"model.code {self.code!r} is unknown; use sample (z ~ q(z|x)) or mean (mu_x)")
 
 
 def attribute_regularisation(z_i: torch.Tensor, a: torch.Tensor, delta: float) -> torch.Tensor:
@@ -51,7 +54,13 @@ def attribute_regularisation(z_i: torch.Tensor, a: torch.Tensor, delta: float) -
 @register("arvae", ARVAEConfig)
 class ARVAE(VAE):
     """AR-VAE: VAE loss + gamma * sum_i L_{r_i, a_i}, with the regularised z sampled from q(z|x)
-    as in Pati & Lerch (Sec. 3). Logs ``ar_<attribute>`` for each attribute."""
+    as in Pati & Lerch (Sec. 3), or with ``code: mean`` the posterior mean mu_x. Logs
+    ``ar_<attribute>`` for each attribute.
+
+    Why ``mean``: while a dimension is unused by the decoder its posterior stays near N(0, 1), so
+    with delta = 10 every tanh(delta * D_r) of sampled codes saturates and the term has no
+    gradient; attributes that carry little pixel variance (expression intensity) are then never
+    found. On mu_x the ranking gradient exists from the first step."""
 
     def attribute_dims(self) -> dict[str, int]:
         """Attribute name -> the latent dimension it is tied to."""
@@ -74,8 +83,9 @@ class ARVAE(VAE):
         x, mu, logvar, z, out = self.forward_terms(batch)
         out_dict = self._vae_terms(x, mu, logvar, out)
         total = out_dict["loss"]
+        code = z if c.code == "sample" else mu
         for a, i in self.attribute_dims().items():
-            term = attribute_regularisation(z[:, i], values[a].to(z.device), c.delta)
+            term = attribute_regularisation(code[:, i], values[a].to(z.device), c.delta)
             total = total + c.gamma * term
             out_dict[f"ar_{a}"] = term.detach()
         out_dict["loss"] = total
