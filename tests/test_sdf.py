@@ -83,8 +83,20 @@ def test_canvas_windows_clip_to_image_and_paint_only_their_face():
     canvas = Canvas(bg)
     w = canvas.window(torch.tensor([1]), torch.tensor([[-3.0, -3.0]]), torch.tensor([[3.0, 3.0]]))
     assert w.ix.min() >= 0 and w.iy.min() >= 0
-    w.paint(torch.ones(1, 3), torch.ones(1, w.ix.shape[1]))
+    w.paint(torch.ones(1, 3), torch.ones(1, w.iy.shape[1], w.ix.shape[2]))
     w.commit()
     img = canvas.image()
     assert img[0].abs().sum() == 0
     assert img[1, :, :3, :3].min() == 1 and img[1, :, 4:, 4:].max() == 0
+
+
+def test_shared_and_per_face_windows_paint_the_same_faces(monkeypatch):
+    import mien.data.world.sdf as sdf
+    from mien.data.world import WorldDataset, render_faces
+
+    factors = WorldDataset(24, 64, seed=4).draw(range(24))
+    images = []
+    for slack in (0.0, float("inf")):  # never / always one window common to all faces
+        monkeypatch.setattr(sdf, "SHARED_SLACK", slack)
+        images.append(render_faces(factors, 64)[0])
+    assert (images[0] - images[1]).abs().max() < 1e-4

@@ -65,7 +65,8 @@ class WorldDataset(Dataset):
 
     def __getitems__(self, indices) -> list[dict]:
         b = self.batch(indices)
-        return [{k: ({n: t[i] for n, t in v.items()} if isinstance(v, dict) else v[i]) for k, v in b.items()}
+        cols = {k: ({n: t.unbind() for n, t in v.items()} if isinstance(v, dict) else v.unbind()) for k, v in b.items()}
+        return [{k: ({n: t[i] for n, t in v.items()} if isinstance(v, dict) else v[i]) for k, v in cols.items()}
                 for i in range(len(b["image"]))]
 
     def __getitem__(self, i: int) -> dict:

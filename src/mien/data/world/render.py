@@ -25,9 +25,15 @@ EYES = torch.tensor([[0.33, 0.18, 0.08], [0.22, 0.42, 0.75], [0.25, 0.52, 0.27],
 FRAMES = torch.tensor([[0.05, 0.05, 0.05], [0.42, 0.22, 0.08], [0.70, 0.10, 0.10], [0.12, 0.18, 0.60],
                        [0.78, 0.68, 0.40]])
 WHITE, DARK = torch.tensor([0.95, 0.94, 0.92]), torch.tensor([0.08, 0.06, 0.05])
-FACE_OUTLINE = list(geo.JAW) + [geo.AUX[f"forehead{i}"] for i in range(9)]
+FOREHEAD = [geo.AUX[f"forehead{i}"] for i in range(9)]
+FACE_OUTLINE = list(geo.JAW) + FOREHEAD
 EYES_IDX = (list(geo.REYE), list(geo.LEYE))
 SIDE_EDGES = [0, 1, 14, 15, 16, 17, 24, 25]  # outline edges beside the brows and eyes
+
+
+def col(t: torch.Tensor) -> torch.Tensor:
+    """A per-face value (B) as a B x 1 x 1 column against a window's B x H x W pixels."""
+    return t[:, None, None]
 
 
 def palette(colours: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -80,9 +86,9 @@ class Faces:
         """Face-plane coordinates (model units, y up) of pixels p around origin (B x 2). With
         ``silhouette`` the frame is not foreshortened by yaw and pitch: the outline of a round
         volume (the skull under hair or a hat) keeps its width as the head turns."""
-        dx, dy = p[0] - origin[:, 0:1], p[1] - origin[:, 1:2]
+        dx, dy = p[0] - col(origin[:, 0]), p[1] - col(origin[:, 1])
         inv = self.sil_inv if silhouette else self.inv
-        return (inv[:, 0, 0:1] * dx + inv[:, 0, 1:2] * dy, inv[:, 1, 0:1] * dx + inv[:, 1, 1:2] * dy)
+        return (col(inv[:, 0, 0]) * dx + col(inv[:, 0, 1]) * dy, col(inv[:, 1, 0]) * dx + col(inv[:, 1, 1]) * dy)
 
     def around(self, canvas: Canvas, idx, margin: float) -> Window:
         """Window over the bounding box of model points idx plus a margin in model units."""
@@ -97,8 +103,8 @@ class Faces:
         return canvas.window(self.rows, centre - half, centre + half)
 
     def px(self, units) -> torch.Tensor:
-        """Model units -> pixels, as a B x 1 column."""
-        return (units * self.ppu)[:, None]
+        """Model units -> pixels, as a B x 1 x 1 column."""
+        return col(units * self.ppu)
 
 
 def render(factors: dict[str, torch.Tensor], size: int, landmarks: torch.Tensor | None = None):
@@ -209,9 +215,9 @@ def _face(canvas, fc):
     az = fc.f["light_azimuth"].float() * math.radians(55)
     light = torch.stack([torch.sin(az), torch.full_like(az, 0.35), torch.cos(az)], -1)
     light = (fc.rot.transpose(1, 2) @ (light / light.norm(dim=-1, keepdim=True))[..., None])[..., 0]
-    lambert = u.mul_(light[:, 0:1]).addcmul_(v, light[:, 1:2]).addcmul_(nz, light[:, 2:3])
+    lambert = u.mul_(col(light[:, 0])).addcmul_(v, col(light[:, 1])).addcmul_(nz, col(light[:, 2]))
     shade = lambert.clamp_(min=0).mul_(0.42).add_(0.62)
-    w.paint(fc.col["skin"][:, None] * shade[..., None], alpha)
+    w.paint(fc.col["skin"][:, None, None] * shade[..., None], alpha)
     w.commit()
 
 
@@ -238,7 +244,7 @@ def _wrinkles(canvas, fc):
         w = fc.around(canvas, anchor, margin)
         a = torch.stack([s[0] for s in segs], 1)
         b = torch.stack([s[1] for s in segs], 1)
-        w.paint(fc.col["skin"] * 0.62, coverage(segment_distance(w.p, a, b) - fc.px(0.016)) * opacity[:, None])
+        w.paint(fc.col["skin"] * 0.62, coverage(segment_distance(w.p, a, b) - fc.px(0.016)) * col(opacity))
         w.commit()
 
 
@@ -247,7 +253,7 @@ def _fringe(canvas, fc):
     if fc is None:
         return
     c = fc.at(geo.AUX["face_centre"])
-    w = fc.box(canvas, fc.offset(geo.AUX["face_centre"], 0, 0.85), 1.0, 0.3)
+    w = fc.around(canvas, [0, 16] + FOREHEAD, 0.02)
     u, v = fc.local(w.p, c)
     edge = 0.74 + 0.05 * torch.cos(u * 14) + 0.08 * u
     d = torch.maximum(convex_sdf(w.p, fc.xy[:, FACE_OUTLINE]), (edge - v) * fc.px(1))
@@ -258,7 +264,7 @@ def _fringe(canvas, fc):
 def _brows(canvas, fc):
     half = fc.px(0.045 + 0.02 * fc.f["sex"].float())
     for idx in (list(geo.RBROW), list(geo.LBROW)):
-        w = fc.around(canvas, idx, 0.08)
+        w = fc.around(canvas, idx, 0.12)
         outline = convex_sdf(w.p, fc.xy[:, FACE_OUTLINE], SIDE_EDGES)
         brow = torch.maximum(polyline_distance(w.p, fc.xy[:, idx]) - half, outline)
         w.paint(fc.col["brow"], coverage(brow))
@@ -268,7 +274,7 @@ def _brows(canvas, fc):
 def _eyes(canvas, fc):
     b = len(fc.rows)
     for idx in EYES_IDX:
-        w = fc.around(canvas, idx, 0.03)
+        w = fc.around(canvas, idx, 0.12)
         eye = convex_sdf(w.p, fc.xy[:, idx])
         uv = fc.local(w.p, fc.xy[:, [idx[1], idx[2], idx[4], idx[5]]].mean(1))
         iris = ellipse_sdf(uv, 0.075, 0.075) * fc.px(1)
@@ -287,25 +293,25 @@ def _beard(canvas, fc):
     if fc is None:
         return
     opacity = 0.55 + 0.4 * fc.f["beard_density"].float()
-    w = fc.around(canvas, list(range(2, 15)) + [33], 0.02)
+    w = fc.around(canvas, list(geo.JAW) + [33, FOREHEAD[0], FOREHEAD[-1]], 0.02)
     u, v = fc.local(w.p, fc.at(geo.AUX["face_centre"]))
     top = -0.36 + 0.42 * u * u
     region = torch.maximum(convex_sdf(w.p, fc.xy[:, FACE_OUTLINE]), (v - top) * fc.px(1))
     d = torch.maximum(region, fc.px(0.035) - polygon_sdf(w.p, fc.xy[:, list(geo.OUTER_LIP)]))
     texture = 0.72 + 0.28 * hash_noise(w.ix, w.iy)
-    w.paint(fc.col["beard"][:, None] * (0.8 + 0.3 * texture[..., None]), coverage(d) * opacity[:, None] * texture)
+    w.paint(fc.col["beard"][:, None, None] * (0.8 + 0.3 * texture[..., None]), coverage(d) * col(opacity) * texture)
     w.commit()
 
 
 def _nose(canvas, fc):
     b, skin, yaw = len(fc.rows), fc.col["skin"], fc.f["yaw"].float()
-    w = fc.around(canvas, list(geo.NOSE_BRIDGE) + list(geo.NOSE_BASE), 0.06)
+    w = fc.around(canvas, list(geo.NOSE_BRIDGE) + list(geo.NOSE_BASE), 0.12)
     side = torch.where(fc.f["light_azimuth"] > 0, -0.07, 0.07)[:, None, None]  # shadow away from light
     bridge = fc.xy[:, list(geo.NOSE_BRIDGE)] + side * fc.axes[:, None, :, 0]
     w.paint(skin * 0.78, coverage(polyline_distance(w.p, bridge) - fc.px(0.03)) * 0.45)
     far = torch.where(yaw[:, None] > 0, fc.xy[:, 35], fc.xy[:, 31])
     profile = torch.stack([fc.xy[:, 28], fc.xy[:, 30], far], 1)
-    w.paint(skin * 0.6, coverage(polyline_distance(w.p, profile) - fc.px(0.012)) * (yaw.abs() / 25).clamp(0, 0.7)[:, None])
+    w.paint(skin * 0.6, coverage(polyline_distance(w.p, profile) - fc.px(0.012)) * col((yaw.abs() / 25).clamp(0, 0.7)))
     w.paint(skin * 0.62, coverage(polyline_distance(w.p, fc.xy[:, list(geo.NOSE_BASE)]) - fc.px(0.013)) * 0.7)
     for a, c in ((31, 32), (35, 34)):
         d = ellipse_sdf(fc.local(w.p, 0.55 * fc.xy[:, c] + 0.45 * fc.xy[:, a]), 0.045, 0.022) * fc.px(1)
@@ -342,7 +348,7 @@ def _glasses(canvas, fc):
     b = len(fc.rows)
     r = 0.19 + 0.07 * fc.f["glasses_size"].float()
     th = fc.px(0.022 + 0.035 * fc.f["glasses_thickness"].float())
-    square = (fc.f["glasses_shape"] == 1)[:, None]
+    square = col(fc.f["glasses_shape"] == 1)
     centres = [fc.xy[:, idx].mean(1) + 0.02 * fc.axes[:, :, 1] for idx in EYES_IDX]
     w = fc.around(canvas, list(geo.REYE) + list(geo.LEYE) + [geo.AUX["ear_r"], geo.AUX["ear_l"]], 0.3)
     rims, lenses = [], []

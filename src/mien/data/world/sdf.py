@@ -3,7 +3,9 @@
 Distances are in pixels, negative inside; coverage = clamp(0.5 - d, 0, 1) gives one pixel of
 anti-aliasing. A primitive is evaluated only inside a rectangular window around it, clipped to
 the image, for only the faces that show it: its cost grows with its size, not the image's.
-Points are passed as (x, y) pairs of B x N tensors.
+Points are passed as (x, y) pairs of tensors whose first dimension is the face: B x N, or, as
+windows give them, x as B x 1 x W and y as B x H x 1, so that terms in x or y alone are computed
+once per column or row and only their combinations cover the whole window.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ def _segments(p, a: torch.Tensor, b: torch.Tensor, parity: bool = False):
     px, py = p
     best = inside = None
     for i in range(a.shape[1]):
-        ax, ay = a[:, i, 0:1], a[:, i, 1:2]
-        ex, ey = b[:, i, 0:1] - ax, b[:, i, 1:2] - ay
+        ax, ay = _col(a[:, i, 0], px), _col(a[:, i, 1], px)
+        ex, ey = _col(b[:, i, 0], px) - ax, _col(b[:, i, 1], px) - ay
         wx, wy = px - ax, py - ay
         h = ((wx * ex + wy * ey) / (ex * ex + ey * ey).clamp_min(1e-8)).clamp_(0, 1)
         qx, qy = wx - h * ex, wy - h * ey
@@ -64,11 +66,11 @@ def convex_sdf(p, verts: torch.Tensor, edges=None) -> torch.Tensor:
     area = (verts[..., 0] * nxt[..., 1] - nxt[..., 0] * verts[..., 1]).sum(1)
     n = torch.stack([e[..., 1], -e[..., 0]], -1) / e.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     n = n * torch.sign(area)[:, None, None]  # outward normals whatever the orientation
-    c = (n * verts).sum(-1, keepdim=True)
-    out = d = None
+    c = (n * verts).sum(-1)
+    out = None
     for i in range(verts.shape[1]) if edges is None else edges:
-        d = torch.mul(p[0], n[:, i, 0:1], out=d).sub_(c[:, i]).addcmul_(p[1], n[:, i, 1:2])
-        out = d.clone() if out is None else torch.maximum(out, d, out=out)
+        d = torch.addcmul(p[0] * _col(n[:, i, 0], p[0]) - _col(c[:, i], p[0]), p[1], _col(n[:, i, 1], p[0]))
+        out = d if out is None else torch.maximum(out, d, out=out)
     return out
 
 
@@ -76,7 +78,7 @@ def ellipse_sdf(uv, rx, ry) -> torch.Tensor:
     """Approximate signed distance to an axis-aligned ellipse in local coordinates uv, radii rx, ry
     (floats or B tensors): Quilez's first-order estimate (k0 - 1) k0 / k1, exact on the boundary;
     k0 / k1 tends to the radius along the direction of approach, so the centre takes the smaller."""
-    rx, ry = _col(rx), _col(ry)
+    rx, ry = _col(rx, uv[0]), _col(ry, uv[0])
     ux, uy = uv[0] / rx, uv[1] / ry
     k0 = (ux * ux + uy * uy).sqrt()
     k1 = ((ux / rx) ** 2 + (uy / ry) ** 2).sqrt()
@@ -86,14 +88,17 @@ def ellipse_sdf(uv, rx, ry) -> torch.Tensor:
 
 def box_sdf(uv, hx, hy, radius) -> torch.Tensor:
     """Signed distance to a rounded box centred at the origin with half sizes hx, hy."""
-    r = _col(radius)
-    qx, qy = uv[0].abs() - _col(hx) + r, uv[1].abs() - _col(hy) + r
+    r = _col(radius, uv[0])
+    qx, qy = uv[0].abs() - _col(hx, uv[0]) + r, uv[1].abs() - _col(hy, uv[0]) + r
     outside = (qx.clamp_min(0) ** 2 + qy.clamp_min(0) ** 2).sqrt()
     return outside + torch.maximum(qx, qy).clamp_max(0) - r
 
 
-def _col(v):
-    return v[:, None] if torch.is_tensor(v) and v.dim() == 1 else v
+def _col(v, like: torch.Tensor):
+    """A per-face value (B tensor) shaped to broadcast against points ``like``; floats pass through."""
+    if torch.is_tensor(v) and v.dim() == 1:
+        return v.reshape(-1, *[1] * (like.dim() - 1))
+    return v
 
 
 def hash_noise(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
@@ -103,45 +108,66 @@ def hash_noise(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     return (h ^ (h >> 16)).float() / 4294967296.0
 
 
+SHARED_SLACK = 1.25  # a window common to all faces may cover this much more than the largest box
+
+
 class Canvas:
-    """A batch of RGB images stored channel-first and flat (3 x B*S*S), so that windows of any
-    subset of faces are gathered and written back with index_select / index_copy_."""
+    """A batch of RGB images, channel-first (3 x B x S x S). A window is either one rectangle
+    common to all its faces (a slice of the canvas: no copies when it spans every face) or, where
+    the faces' boxes lie too far apart for that, a box per face gathered and written back with
+    index_select / index_copy_ on the flat pixels."""
 
     def __init__(self, background: torch.Tensor):
-        b, _, s, _ = background.shape
-        self.size = s
-        self.pixels = background.permute(1, 0, 2, 3).reshape(3, b * s * s).contiguous()
+        self.size = background.shape[-1]
+        self.pixels = background.permute(1, 0, 2, 3).contiguous()
 
     def window(self, rows: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> "Window":
-        """Windows over the boxes [lo, hi] (B x 2 pixels, clipped to the image) of faces `rows`."""
+        """A window over the boxes [lo, hi] (B x 2 pixels, clipped to the image) of faces ``rows``:
+        pixel columns ix (B x 1 x W, or 1 x 1 x W shared) and rows iy (B x H x 1, or 1 x H x 1)."""
         s = self.size
         lo = lo.clamp(0, s).floor()
         hi = hi.clamp(0, s).ceil()
         kx = int(max(1.0, float((hi[:, 0] - lo[:, 0]).max()) if len(lo) else 1.0))
         ky = int(max(1.0, float((hi[:, 1] - lo[:, 1]).max()) if len(lo) else 1.0))
+        if len(lo):
+            (ux0, uy0), (ux1, uy1) = lo.amin(0).long().tolist(), hi.amax(0).long().tolist()
+            if (ux1 - ux0) * (uy1 - uy0) <= SHARED_SLACK * kx * ky:
+                return Window(self, rows, torch.arange(ux0, max(ux1, ux0 + 1))[None, None, :],
+                              torch.arange(uy0, max(uy1, uy0 + 1))[None, :, None], shared=True)
         x0 = lo[:, 0].long().clamp(max=s - kx)
         y0 = lo[:, 1].long().clamp(max=s - ky)
-        ix = (x0[:, None] + torch.arange(kx))[:, None, :].expand(-1, ky, kx).reshape(len(rows), -1)
-        iy = (y0[:, None] + torch.arange(ky))[:, :, None].expand(-1, ky, kx).reshape(len(rows), -1)
-        return Window(self, ((rows[:, None] * s + iy) * s + ix).reshape(-1), ix, iy)
+        return Window(self, rows, (x0[:, None] + torch.arange(kx))[:, None, :],
+                      (y0[:, None] + torch.arange(ky))[:, :, None])
 
     def image(self) -> torch.Tensor:
-        s = self.size
-        return self.pixels.reshape(3, -1, s, s).permute(1, 0, 2, 3)
+        return self.pixels.permute(1, 0, 2, 3)
 
 
 class Window:
-    """Gathered pixels of one window (3 x B x N); paint() blends into them, commit() writes them back."""
+    """The pixels of one window (3 x B x H x W) of faces ``rows``: paint() blends into them,
+    commit() writes them back. A shared window (ix, iy with a leading 1) is a slice of the canvas,
+    painted in place when it spans every face."""
 
-    def __init__(self, canvas: Canvas, index: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor):
-        self.canvas, self.index, self.ix, self.iy = canvas, index, ix, iy
-        self.p = (ix.float() + 0.5, iy.float() + 0.5)  # pixel centres, B x N each
-        self.rgb = canvas.pixels.index_select(1, index).view(3, *ix.shape)
+    def __init__(self, canvas: Canvas, rows: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor, shared: bool = False):
+        self.canvas, self.rows, self.ix, self.iy, self.shared = canvas, rows, ix, iy, shared
+        self.p = (ix.float() + 0.5, iy.float() + 0.5)  # pixel centres
+        if shared:
+            x, y = ix[0, 0], iy[0, :, 0]
+            self.block = canvas.pixels[:, :, int(y[0]):int(y[-1]) + 1, int(x[0]):int(x[-1]) + 1]
+            self.in_place = len(rows) == canvas.pixels.shape[1]
+            self.rgb = self.block if self.in_place else self.block.index_select(1, rows)
+        else:
+            s = canvas.size
+            self.index = ((rows[:, None, None] * s + iy) * s + ix).reshape(-1)
+            self.rgb = canvas.pixels.view(3, -1).index_select(1, self.index).view(3, len(rows), iy.shape[1], ix.shape[2])
 
     def paint(self, colour: torch.Tensor, alpha: torch.Tensor) -> None:
-        """Blend colour (B x 3, or B x N x 3) with opacity alpha (B x N)."""
-        colour = colour.T[:, :, None] if colour.dim() == 2 else colour.permute(2, 0, 1)
-        self.rgb = torch.lerp(self.rgb, colour.expand_as(self.rgb), alpha)
+        """Blend colour (B x 3, or B x H x W x 3) with opacity alpha (B x H x W)."""
+        colour = colour.T[:, :, None, None] if colour.dim() == 2 else colour.permute(3, 0, 1, 2)
+        self.rgb.lerp_(colour.expand_as(self.rgb), alpha.expand_as(self.rgb[0]))
 
     def commit(self) -> None:
-        self.canvas.pixels.index_copy_(1, self.index, self.rgb.reshape(3, -1))
+        if not self.shared:
+            self.canvas.pixels.view(3, -1).index_copy_(1, self.index, self.rgb.reshape(3, -1))
+        elif not self.in_place:
+            self.block.index_copy_(1, self.rows, self.rgb)
