@@ -227,3 +227,19 @@ def test_actor_baseline_learns_and_samples_by_label():
     assert model.sample(3, "happy", frames=38).shape == (3, 38, 68, 3)
     with pytest.raises(ConfigError, match="unknown expression label"):
         model.sample(1, "grumpy")
+
+
+def test_a_denoiser_narrower_than_a_frame_warns():
+    # 68 landmarks x 3 = 204 coordinates; a per-frame width below that caps eps prediction
+    from mien.expr4d.model import Expr4DConfig
+
+    with pytest.warns(UserWarning, match="less than the 204 coordinates"):
+        Expr4DConfig(d_model=128)
+    with pytest.warns(UserWarning, match="unet denoiser is 128 wide"):
+        Expr4DConfig(backbone="unet", unet_widths=[128, 256])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Expr4DConfig(d_model=256)
+        Expr4DConfig(backbone="unet", unet_widths=[256, 512])

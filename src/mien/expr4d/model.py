@@ -11,6 +11,8 @@ by a per-coordinate mean and one scale taken from the first training batch (dige
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 
 import torch
@@ -62,6 +64,12 @@ class Expr4DConfig:
         if self.landmarks < 1 or len(self.class_names) < 2 or len(self.directions) != 2:
             raise ConfigError("model.landmarks must be >= 1, model.class_names needs >= 2 names and "
                               "model.directions exactly two (N2E, E2N)")
+        width = self.unet_widths[0] if self.backbone == "unet" else self.d_model
+        if width < 3 * self.landmarks:
+            warnings.warn(f"the {self.backbone} denoiser is {width} wide, less than the {3 * self.landmarks} coordinates "
+                          f"of a frame: eps cannot be predicted at high noise (MSE >= 1 - {width}/{3 * self.landmarks}) "
+                          f"and samples diverge; use a width of at least {3 * self.landmarks} for anything but tests",
+                          stacklevel=2)
 
 
 @register("expr4d", Expr4DConfig)
