@@ -12,7 +12,6 @@ by a per-coordinate mean and one scale taken from the first training batch (dige
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass, field
 
 import torch

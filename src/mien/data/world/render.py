@@ -264,7 +264,7 @@ def _fringe(canvas, fc):
 def _brows(canvas, fc):
     half = fc.px(0.045 + 0.02 * fc.f["sex"].float())
     for idx in (list(geo.RBROW), list(geo.LBROW)):
-        w = fc.around(canvas, idx, 0.12)
+        w = fc.around(canvas, idx, 0.08)
         outline = convex_sdf(w.p, fc.xy[:, FACE_OUTLINE], SIDE_EDGES)
         brow = torch.maximum(polyline_distance(w.p, fc.xy[:, idx]) - half, outline)
         w.paint(fc.col["brow"], coverage(brow))

@@ -23,10 +23,11 @@ def _segments(p, a: torch.Tensor, b: torch.Tensor, parity: bool = False):
     visited one at a time: B x N working tensors stay in cache, which beats broadcasting to
     B x N x S."""
     px, py = p
+    a, b = _col(a, px), _col(b, px)
     best = inside = None
     for i in range(a.shape[1]):
-        ax, ay = _col(a[:, i, 0], px), _col(a[:, i, 1], px)
-        ex, ey = _col(b[:, i, 0], px) - ax, _col(b[:, i, 1], px) - ay
+        ax, ay = a[:, i, 0], a[:, i, 1]
+        ex, ey = b[:, i, 0] - ax, b[:, i, 1] - ay
         wx, wy = px - ax, py - ay
         h = ((wx * ex + wy * ey) / (ex * ex + ey * ey).clamp_min(1e-8)).clamp_(0, 1)
         qx, qy = wx - h * ex, wy - h * ey
@@ -66,10 +67,11 @@ def convex_sdf(p, verts: torch.Tensor, edges=None) -> torch.Tensor:
     area = (verts[..., 0] * nxt[..., 1] - nxt[..., 0] * verts[..., 1]).sum(1)
     n = torch.stack([e[..., 1], -e[..., 0]], -1) / e.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     n = n * torch.sign(area)[:, None, None]  # outward normals whatever the orientation
-    c = (n * verts).sum(-1)
+    c = _col((n * verts).sum(-1), p[0])
+    n = _col(n, p[0])
     out = None
     for i in range(verts.shape[1]) if edges is None else edges:
-        d = torch.addcmul(p[0] * _col(n[:, i, 0], p[0]) - _col(c[:, i], p[0]), p[1], _col(n[:, i, 1], p[0]))
+        d = torch.addcmul(p[0] * n[:, i, 0] - c[:, i], p[1], n[:, i, 1])
         out = d if out is None else torch.maximum(out, d, out=out)
     return out
 
@@ -95,9 +97,10 @@ def box_sdf(uv, hx, hy, radius) -> torch.Tensor:
 
 
 def _col(v, like: torch.Tensor):
-    """A per-face value (B tensor) shaped to broadcast against points ``like``; floats pass through."""
-    if torch.is_tensor(v) and v.dim() == 1:
-        return v.reshape(-1, *[1] * (like.dim() - 1))
+    """Per-face values (a B, B x S or B x S x 2 tensor) with trailing singleton dimensions, so that
+    indexing a face's entry leaves a column that broadcasts against points ``like``; floats pass through."""
+    if torch.is_tensor(v):
+        return v.reshape(*v.shape, *[1] * (like.dim() - 1))
     return v
 
 
