@@ -157,7 +157,8 @@ def vae_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     scores["mig_regularised"] = dis.mig(z_np, factors, regularised)
     scores["psnr"] = image.psnr(x, recon.clamp(-1, 1))
     scores["csim_mien"] = image.csim_mien(x, recon.clamp(-1, 1), ev)
-    return {"model": model.model_name, "steps": read_meta(ckpt).get("steps"), "metrics": scores}
+    return {"model": model.model_name, "steps": read_meta(ckpt).get("steps"), "metrics": scores,
+            "regularised": list(attributes), "fixed": dict(test.design.fixed)}
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mien.report.html import Section, write_page
 
-DISENTANGLEMENT = [("MIG", "mig"), ("MIG (intensity, yaw, age)", "mig_regularised"), ("SAP", "sap"),
+DISENTANGLEMENT = [("MIG", "mig"), ("MIG ({})", "mig_regularised"), ("SAP", "sap"),
                    ("DCI D", "dci_disentanglement"), ("DCI C", "dci_completeness"), ("DCI I", "dci_informativeness"),
                    ("FactorVAE score", "factor_vae"), ("PSNR (dB)", "psnr"), ("csim_mien", "csim_mien")]
 
@@ -30,10 +30,13 @@ def write_report(cfg, results: dict, seconds: float) -> Path:
                           ("traversal.png", "latent traversal"), ("interpolation_lerp.png", "lerp"),
                           ("interpolation_slerp.png", "slerp")):
             vaes.image(d / pic, out, f"{label}: {what} ({results[name]['steps']} steps)")
+    regularised = ", ".join(results["arvae"]["regularised"])
+    held = "; ".join(f"{LABELS[n]}: {', '.join(f'{k} {v}' for k, v in results[n]['fixed'].items())}" for n in VAES)
     table = Section("Disentanglement and reconstruction").table(
-        ["model"] + [h for h, _ in DISENTANGLEMENT],
+        ["model"] + [h.format(regularised) for h, _ in DISENTANGLEMENT],
         [[LABELS[n]] + [results[n]["metrics"][k] for _, k in DISENTANGLEMENT] for n in VAES],
-        f"{cfg.n_codes} unseen world faces; MIG over all factors and over the AR-VAE's regularised ones")
+        f"{cfg.n_codes} unseen faces of each model's training world (factors held fixed there: {held}); MIG over "
+        f"the factors that vary and over the AR-VAE's regularised ones")
     vq = results["vqvae"]["metrics"]
     vqs = Section("VQ-VAE").image(out / "vqvae" / "reconstructions.png", out, "inputs and reconstructions")
     vqs.image(out / "vqvae" / "samples.png", out, "samples: codes drawn uniformly and independently (no prior over "
