@@ -3,7 +3,7 @@
 Both sides produce the same thing, a float tensor batch of faces in [-1, 1]; the PNG side reads
 files that `export_samples` wrote (Pillow decode + numpy conversion), the world side renders
 them with `WorldDataset.batch`. Each measurement is the median of several runs; the result is
-printed as JSON. Run: python benchmarks/bench_world.py [--n 1024] [--repeats 5]
+printed as JSON. Run: python benchmarks/bench_world.py [--n 2048] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from PIL import Image
 
 from mien.data.folder import export_samples
 from mien.data.world import WorldDataset
+from mien.train.data import ResumableLoader, StepBatchSampler
 
 
 def median_rate(fn, n: int, repeats: int) -> float:
@@ -45,16 +46,15 @@ def decode_all(files: list[Path], batch: int):
 
 
 def loader_rate(ds: WorldDataset, batch: int, workers: int, repeats: int) -> float:
-    """On-the-fly rendering through a DataLoader with one single-threaded worker per core."""
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers,
-                                         worker_init_fn=lambda _: torch.set_num_threads(1),
-                                         persistent_workers=True)
+    """On-the-fly rendering through the training engine's loader, one worker per core (PyTorch
+    runs each worker single-threaded)."""
+    loader = ResumableLoader(ds, StepBatchSampler(len(ds), batch, seed=0), num_workers=workers)
     return median_rate(lambda: [None for _ in loader], len(ds), repeats)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=1024)
+    parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -65,7 +65,7 @@ def main():
             out = export_samples(ds.samples(), ds.factors, Path(tmp) / str(size), progress=False)
             files = sorted((out / "images").glob("*.png"))
             render = median_rate(lambda: render_all(ds, args.batch), args.n, args.repeats)
-            loader = loader_rate(ds, args.batch // 2, 2, args.repeats)
+            loader = loader_rate(ds, args.batch, 2, args.repeats)
             decode = median_rate(lambda: decode_all(files, args.batch), args.n, args.repeats)
             results[f"{size}px"] = {
                 "render_faces_per_s": round(render), "render_loader_2workers_faces_per_s": round(loader),

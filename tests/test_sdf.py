@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from mien.data.world.sdf import (Canvas, box_sdf, convex_sdf, coverage, ellipse_sdf, polygon_sdf,
@@ -100,3 +101,19 @@ def test_shared_and_per_face_windows_paint_the_same_faces(monkeypatch):
         monkeypatch.setattr(sdf, "SHARED_SLACK", slack)
         images.append(render_faces(factors, 64)[0])
     assert (images[0] - images[1]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("slack", [0.0, float("inf")])  # per-face and shared windows
+def test_window_span_covers_each_faces_box_and_is_clipped(monkeypatch, slack):
+    import mien.data.world.sdf as sdf
+
+    monkeypatch.setattr(sdf, "SHARED_SLACK", slack)
+    canvas = Canvas(torch.zeros(2, 3, 32, 32))
+    w = canvas.window(torch.tensor([0, 1]), torch.tensor([[2.0, 4.0], [10.0, 6.0]]), torch.tensor([[12.0, 14.0], [20.0, 16.0]]))
+    rows, cols = w.span(torch.tensor([[4.2, 5.0], [11.0, 8.5]]), torch.tensor([[6.0, 7.5], [13.7, 9.0]]))
+    x, y = w.ix[..., cols], w.iy[:, rows]  # pixel indices the span selects, per face
+    assert (x.amin(-1) <= torch.tensor([[4], [11]])).all() and (x.amax(-1) >= torch.tensor([[5], [13]])).all()
+    assert (y.amin(1) <= torch.tensor([[5], [8]])).all() and (y.amax(1) >= torch.tensor([[7], [8]])).all()
+    assert cols.stop - cols.start <= 10 and rows.stop - rows.start <= 10  # only the boxes, not the window
+    rows, cols = w.span(torch.tensor([[-9.0, -9.0]] * 2), torch.tensor([[99.0, 99.0]] * 2))
+    assert (rows.start, cols.start, rows.stop, cols.stop) == (0, 0, w.iy.shape[1], w.ix.shape[2])

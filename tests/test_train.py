@@ -12,7 +12,7 @@ import mien
 from mien.errors import ConfigError, DataError
 from mien.models.base import GenerativeModel, ModelConfig, build_model, register
 from mien.train import fit, run_config
-from mien.train.data import StepBatchSampler
+from mien.train.data import ResumableLoader, StepBatchSampler
 from mien.train.module import NonFiniteLoss, TrainingModule
 
 
@@ -118,6 +118,36 @@ def test_global_batch_does_not_depend_on_process_count():
     merged = sorted(two[0][0] + two[1][0])
     whole = list(StepBatchSampler(64, 8, seed=3))  # same permutation, batch 8 = two slots of 4
     assert merged == sorted(whole[0])
+
+
+class Indices(torch.utils.data.Dataset):
+    """A data set that makes whole batches: each is its index list, as a tensor."""
+
+    def __len__(self):
+        return 24
+
+    def batch(self, indices):
+        return torch.tensor(indices)
+
+
+def test_loader_hands_whole_batches_reshuffles_each_epoch_and_resumes_at_any_point():
+    def batches(loader, n):
+        out = []
+        while len(out) < n:
+            for b in loader:
+                out.append(b.tolist())
+                if len(out) == n:
+                    break
+        return out, loader.state_dict()
+
+    run, _ = batches(ResumableLoader(Indices(), StepBatchSampler(24, 6, seed=1)), 12)  # three epochs
+    epochs = [run[i:i + 4] for i in range(0, 12, 4)]
+    assert all(sorted(sum(e, [])) == list(range(24)) for e in epochs) and epochs[0] != epochs[1] != epochs[2]
+    for cut in range(1, 12):  # stopped after `cut` batches (an epoch boundary included), then resumed
+        _, state = batches(ResumableLoader(Indices(), StepBatchSampler(24, 6, seed=1)), cut)
+        resumed = ResumableLoader(Indices(), StepBatchSampler(24, 6, seed=1))
+        resumed.load_state_dict(state)
+        assert batches(resumed, 12 - cut)[0] == run[cut:], cut
 
 
 def test_bad_configs_and_checkpoints_give_clear_errors(tmp_path):

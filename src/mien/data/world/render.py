@@ -296,8 +296,12 @@ def _beard(canvas, fc):
     w = fc.around(canvas, list(geo.JAW) + [33, FOREHEAD[0], FOREHEAD[-1]], 0.02)
     u, v = fc.local(w.p, fc.at(geo.AUX["face_centre"]))
     top = -0.36 + 0.42 * u * u
-    region = torch.maximum(convex_sdf(w.p, fc.xy[:, FACE_OUTLINE]), (v - top) * fc.px(1))
-    d = torch.maximum(region, fc.px(0.035) - polygon_sdf(w.p, fc.xy[:, list(geo.OUTER_LIP)]))
+    d = torch.maximum(convex_sdf(w.p, fc.xy[:, FACE_OUTLINE]), (v - top) * fc.px(1))
+    # no beard within 0.035 of the lips: that cut-out only reaches pixels in the lips' box
+    lips, reach = fc.xy[:, list(geo.OUTER_LIP)], (0.035 * fc.ppu + 1)[:, None]
+    rows, cols = w.span(lips.amin(1) - reach, lips.amax(1) + reach)
+    near = (w.p[0][..., cols], w.p[1][:, rows])
+    d[:, rows, cols] = torch.maximum(d[:, rows, cols], fc.px(0.035) - polygon_sdf(near, lips))
     texture = 0.72 + 0.28 * hash_noise(w.ix, w.iy)
     w.paint(fc.col["beard"][:, None, None] * (0.8 + 0.3 * texture[..., None]), coverage(d) * col(opacity) * texture)
     w.commit()

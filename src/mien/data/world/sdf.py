@@ -28,14 +28,14 @@ def _segments(p, a: torch.Tensor, b: torch.Tensor, parity: bool = False):
     for i in range(a.shape[1]):
         ax, ay = a[:, i, 0], a[:, i, 1]
         ex, ey = b[:, i, 0] - ax, b[:, i, 1] - ay
-        wx, wy = px - ax, py - ay
-        h = ((wx * ex + wy * ey) / (ex * ex + ey * ey).clamp_min(1e-8)).clamp_(0, 1)
-        qx, qy = wx - h * ex, wy - h * ey
-        d2 = qx * qx + qy * qy
+        wx, wy = px - ax, py - ay  # a column and a row
+        h = (wx * ex + wy * ey).div_((ex * ex + ey * ey).clamp_min(1e-8)).clamp_(0, 1)
+        qx, qy = (h * ex).sub_(wx), (h * ey).sub_(wy)  # minus the offset from the nearest point
+        d2 = qx.mul_(qx).add_(qy.mul_(qy))
         best = d2 if best is None else torch.minimum(best, d2, out=best)
         if parity:
-            c1, c2, c3 = wy >= 0, wy < ey, ex * wy > ey * wx
-            flip = (c1 == c2) & (c2 == c3)
+            c1, c2 = wy >= 0, wy < ey
+            flip = (ex * wy > ey * wx).eq_(c2).logical_and_(c1 == c2)
             inside = flip if inside is None else inside.logical_xor_(flip)
     return best.sqrt(), inside
 
@@ -154,6 +154,7 @@ class Window:
     def __init__(self, canvas: Canvas, rows: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor, shared: bool = False):
         self.canvas, self.rows, self.ix, self.iy, self.shared = canvas, rows, ix, iy, shared
         self.p = (ix.float() + 0.5, iy.float() + 0.5)  # pixel centres
+        self.origin = torch.stack([ix[:, 0, 0], iy[:, 0, 0]], 1)  # B x 2 (or 1 x 2): top-left pixel
         if shared:
             x, y = ix[0, 0], iy[0, :, 0]
             self.block = canvas.pixels[:, :, int(y[0]):int(y[-1]) + 1, int(x[0]):int(x[-1]) + 1]
@@ -163,6 +164,15 @@ class Window:
             s = canvas.size
             self.index = ((rows[:, None, None] * s + iy) * s + ix).reshape(-1)
             self.rgb = canvas.pixels.view(3, -1).index_select(1, self.index).view(3, len(rows), iy.shape[1], ix.shape[2])
+
+    def span(self, lo: torch.Tensor, hi: torch.Tensor) -> tuple[slice, slice]:
+        """The rows and columns of this window that hold every face's box [lo, hi] (B x 2 pixels):
+        where a term that only matters near a smaller shape needs evaluating."""
+        (x0, y0), (x1, y1) = ((lo.floor() - self.origin).amin(0).long().tolist(),
+                              (hi.ceil() - self.origin).amax(0).long().tolist())
+        h, w = self.iy.shape[1], self.ix.shape[2]
+        y0, x0 = min(max(y0, 0), h), min(max(x0, 0), w)
+        return slice(y0, max(y0, min(y1, h))), slice(x0, max(x0, min(x1, w)))
 
     def paint(self, colour: torch.Tensor, alpha: torch.Tensor) -> None:
         """Blend colour (B x 3, or B x H x W x 3) with opacity alpha (B x H x W)."""
