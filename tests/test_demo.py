@@ -79,6 +79,21 @@ def test_rerun_reuses_finished_stages_and_models(demo):
     assert (out / "vae" / "results.json").is_file()
 
 
+def test_a_stage_runs_again_when_its_model_changed(demo):
+    """A demo folder made with other weights (an older zoo, a retrained model) is brought up to date."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out, _ = demo
+    stamp = {s: (out / s / "results.json").stat().st_mtime_ns for s in STAGES}
+    path = out / "models" / "vae" / "model.safetensors"
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(str(path)).items()}, str(path))
+    run_demo(_tiny(out))
+    again = {s: (out / s / "results.json").stat().st_mtime_ns for s in STAGES}
+    assert [s for s in STAGES if again[s] != stamp[s]] == ["vae"]
+    assert json.loads((out / "vae" / "results.json").read_text())["weights"]["vae"] is not None
+
+
 def test_unknown_preset_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="tiny or small"):
         DemoConfig(out=tmp_path, preset="huge")

@@ -3,11 +3,13 @@ and a class-conditional latent-diffusion model on the world; read and edit their
 steer generation by expression; measure everything with the evaluator; write ``index.html``.
 
 Every stage writes its pictures and a ``results.json`` into its own folder under ``out``; a
-stage whose results exist is not run again, so an interrupted demo resumes where it stopped.
+stage whose results exist, made with the same model weights, is not run again, so an interrupted
+demo resumes where it stopped and a demo folder made with an older zoo is brought up to date.
 Models are checkpoint folders under ``out/models`` (an interrupted training resumes too)."""
 
 from __future__ import annotations
 
+import filecmp
 import json
 import time
 from dataclasses import dataclass
@@ -63,20 +65,24 @@ def recipe(name: str, preset: str) -> Path:
 
 
 # --- stage bookkeeping ------------------------------------------------------------------------
-def _stage(cfg: DemoConfig, name: str, run) -> dict:
-    """Run ``run(folder) -> results`` once; later calls read its results.json."""
+def _stage(cfg: DemoConfig, name: str, run, models: tuple = ()) -> dict:
+    """Run ``run(folder) -> results`` once; later calls read its results.json, unless the weights
+    of the demo ``models`` it used have changed since (a new zoo, a retrained model)."""
     from mien.io import atomic_write_text, ensure_writable_dir
 
     folder = ensure_writable_dir(cfg.out / name)
     done = folder / "results.json"
     if done.is_file():
         results = json.loads(done.read_text())
-        _say(cfg, f"[{name}] already done, reused")
-        return results
+        if results.get("weights", {}) == _weights(cfg, models):
+            _say(cfg, f"[{name}] already done, reused")
+            return results
+        _say(cfg, f"[{name}] its models changed since it ran")
     start = time.perf_counter()
     _say(cfg, f"[{name}] running ...")
     results = run(folder)
     results["seconds"] = round(time.perf_counter() - start, 1)
+    results["weights"] = _weights(cfg, models)
     atomic_write_text(done, json.dumps(results, indent=2, default=float))
     _say(cfg, f"[{name}] done in {results['seconds']:.1f} s")
     return results
@@ -87,20 +93,41 @@ def _say(cfg: DemoConfig, line: str) -> None:
         print(line, flush=True)
 
 
+def _from_zoo(cfg: DemoConfig, name: str) -> bool:
+    from mien import zoo
+
+    return cfg.preset == "small" and not cfg.train_from_scratch and name in zoo.names()
+
+
+def _weights(cfg: DemoConfig, names: tuple) -> dict:
+    """sha256 (16 hex digits) of the weights each demo model has or will have: the zoo's file
+    for a zoo model, else the run folder's (None before it is trained)."""
+    import hashlib
+
+    from mien import zoo
+
+    out = {}
+    for name in names:
+        f = (zoo.path(name) if _from_zoo(cfg, name) else cfg.out / "models" / name) / "model.safetensors"
+        out[name] = hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.is_file() else None
+    return out
+
+
 def model_folder(cfg: DemoConfig, name: str) -> Path:
     """Train (or resume), or copy from the zoo, the checkpoint of demo model ``name``."""
     from mien import zoo
     from mien.train import fit, load_run_config
 
     folder = cfg.out / "models" / name
+    if _from_zoo(cfg, name):  # copied again when the zoo has changed
+        same = (folder / "model.safetensors").is_file() and filecmp.cmp(
+            folder / "model.safetensors", zoo.path(name) / "model.safetensors", shallow=False)
+        return folder if same else zoo.get(name, folder)
     path = recipe(name, cfg.preset)
     overrides = [f"model.autoencoder={cfg.out / 'models' / FIRST_STAGE[cfg.preset]}"] if name == "ldm" else []
     run = load_run_config(path, overrides + [f"train.seed={cfg.seed}"])
-    if (folder / "meta.json").is_file() and read_meta(folder).get("steps", 0) >= run.train.max_steps:
-        return folder
-    if cfg.preset == "small" and not cfg.train_from_scratch and name in zoo.names():
-        return zoo.get(name, folder)
-    fit(run, folder, resume=(folder / "state" / "last.ckpt").is_file(), progress=cfg.progress)
+    if not ((folder / "meta.json").is_file() and read_meta(folder).get("steps", 0) >= run.train.max_steps):
+        fit(run, folder, resume=(folder / "state" / "last.ckpt").is_file(), progress=cfg.progress)
     return folder
 
 
@@ -317,8 +344,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     start = time.perf_counter()
     results = {"world": _stage(cfg, "world", lambda f: world_stage(cfg, f))}
     for name in VAES:  # models are trained (outside no_grad) only when their stage still has to run
-        results[name] = _stage(cfg, name, lambda f, n=name: vae_stage(cfg, model_folder(cfg, n), f))
-    results["vqvae"] = _stage(cfg, "vqvae", lambda f: vqvae_stage(cfg, model_folder(cfg, "vqvae"), f))
-    results["diffusion"] = _stage(cfg, "diffusion", lambda f: diffusion_stage(cfg, _ldm(cfg), f))
-    results["edits"] = _stage(cfg, "edits", lambda f: edit_stage(cfg, _ldm(cfg), f))
+        results[name] = _stage(cfg, name, lambda f, n=name: vae_stage(cfg, model_folder(cfg, n), f), (name,))
+    results["vqvae"] = _stage(cfg, "vqvae", lambda f: vqvae_stage(cfg, model_folder(cfg, "vqvae"), f), ("vqvae",))
+    results["diffusion"] = _stage(cfg, "diffusion", lambda f: diffusion_stage(cfg, _ldm(cfg), f), ("ldm",))
+    results["edits"] = _stage(cfg, "edits", lambda f: edit_stage(cfg, _ldm(cfg), f), ("ldm",))
     return write_report(cfg, results, time.perf_counter() - start)
