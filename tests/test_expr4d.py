@@ -15,6 +15,7 @@ from mien.errors import ConfigError, DataError
 from mien.expr4d import fill, fill_mask, geometry_adaptive, label_control, mean_imputation, text_control, unconditional
 from mien.expr4d.backbones import make_network
 from mien.expr4d.control import refine
+from mien.models import build_model
 from mien.train import fit, load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def test_refine_is_adagrad_on_the_fluency_term_formula():
 
     class Stub:
         schedule = __import__("mien.diffusion.schedule", fromlist=["NoiseSchedule"]).NoiseSchedule.make("linear", 10)
-        config = type("C", (), {"guidance_lambda": 0.01, "guidance_steps": 1, "guidance_lr": 0.1})()
+        config = type("C", (), {"guidance_lambda": 0.01, "guidance_steps": 1, "guidance_lr": 0.1, "clip_x0": None})()
 
     x_t, eps, x_prev = torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     from mien.diffusion.sampling import ddpm_step
@@ -208,7 +209,6 @@ def test_cli_sample_writes_outputs_and_one_line_errors(trained, tmp_path, capsys
 
 
 def test_actor_baseline_learns_and_samples_by_label():
-    from mien.models import build_model
 
     torch.manual_seed(0)
     model = build_model({"name": "actor", "d_model": 32, "layers": 1, "heads": 2, "ff": 64, "dropout": 0.0})
@@ -243,3 +243,17 @@ def test_a_denoiser_narrower_than_a_frame_warns():
         warnings.simplefilter("error")
         Expr4DConfig(d_model=256)
         Expr4DConfig(backbone="unet", unet_widths=[256, 512])
+
+
+def test_clip_x0_bounds_every_sample_and_is_checked(trained):
+    """With clip_x0 the last reverse step returns the clamped x0 prediction, so samples stay within
+    +-clip standard units whatever the denoiser predicts."""
+    model = mien.load(trained)
+    model.config.clip_x0 = 0.5
+    out = model.normalise(unconditional(model, 4, 40, generator=torch.Generator().manual_seed(0)))
+    assert out.abs().max() <= 0.5 + 1e-4
+    model.config.clip_x0 = None
+    free = model.normalise(unconditional(model, 4, 40, generator=torch.Generator().manual_seed(0)))
+    assert free.abs().max() > 0.5
+    with pytest.raises(ConfigError, match="clip_x0"):
+        build_model({"name": "expr4d", "clip_x0": -1.0, **SIZE})

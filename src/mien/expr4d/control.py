@@ -26,13 +26,15 @@ def _noise(shape, generator, device) -> torch.Tensor:
 
 def reverse(model, x_T: torch.Tensor, hook: Callable | None = None, generator=None, start: int | None = None):
     """Ancestral sampling from x_start (default x_T) to x_0 over ``model.config.sample_steps``
-    timesteps (0: every timestep, as in the thesis)."""
+    timesteps (0: every timestep, as in the thesis), the predicted x0 clamped to
+    +-``model.config.clip_x0`` where set (DDPM practice: a small systematic error in eps, such as
+    under-predicting its frame-constant part, otherwise compounds over the reverse steps)."""
     T = model.schedule.T
     start = T - 1 if start is None else start
     steps = min(model.config.sample_steps or T, start + 1)
     grid = sampling.timesteps(T, steps, t0=start)
     return sampling.sample(lambda x, t: model.eps(x, t), model.schedule, x_T, grid, method="ddpm",
-                           variance="beta", hook=hook, generator=generator)
+                           variance="beta", hook=hook, generator=generator, clip_x0=model.config.clip_x0)
 
 
 def refine(model, score: Callable, lam: float | None = None, steps: int | None = None, lr: float | None = None):
@@ -46,7 +48,7 @@ def refine(model, score: Callable, lam: float | None = None, steps: int | None =
 
     def hook(x_prev, *, x_t, t, t_prev, eps, **_):
         mu = sampling.ddpm_step(model.schedule, eps, t, t_prev, x_t, None if t_prev < 0 else torch.zeros_like(x_t),
-                                variance="beta")
+                                variance="beta", clip_x0=c.clip_x0)
         var = 1 - model.schedule.alpha_bar(t, x_t) / model.schedule.alpha_bar(t_prev, x_t)
         x = x_prev.detach().clone().requires_grad_(True)
         opt = torch.optim.Adagrad([x], lr=lr)

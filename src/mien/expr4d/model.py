@@ -45,6 +45,7 @@ class Expr4DConfig:
     beta_start: float | None = None
     beta_end: float | None = None
     sample_steps: int = 0  # 0: all T steps of ancestral sampling, as in the thesis
+    clip_x0: float | None = None  # clamp each step's predicted x0 (standardised units); None: as the thesis
     class_names: list[str] = field(default_factory=lambda: list(SEQUENCE_CLASSES))
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
     text_dim: int = 512
@@ -63,6 +64,8 @@ class Expr4DConfig:
         if self.landmarks < 1 or len(self.class_names) < 2 or len(self.directions) != 2:
             raise ConfigError("model.landmarks must be >= 1, model.class_names needs >= 2 names and "
                               "model.directions exactly two (N2E, E2N)")
+        if self.clip_x0 is not None and not self.clip_x0 > 0:
+            raise ConfigError(f"model.clip_x0 must be a positive number of standard units or null, got {self.clip_x0}")
         width = self.unet_widths[0] if self.backbone == "unet" else self.d_model
         if width < 3 * self.landmarks:
             warnings.warn(f"the {self.backbone} denoiser is {width} wide, less than the {3 * self.landmarks} coordinates "
