@@ -330,9 +330,7 @@ def world_stage(cfg: DemoConfig, folder: Path) -> dict:
 
 def _ldm(cfg: DemoConfig) -> Path:
     """The latent-diffusion checkpoint (it embeds its first stage); trained after that first stage."""
-    from mien import zoo
-
-    if cfg.preset == "tiny" or cfg.train_from_scratch or "ldm" not in zoo.names():
+    if not _from_zoo(cfg, "ldm"):
         model_folder(cfg, FIRST_STAGE[cfg.preset])
     return model_folder(cfg, "ldm")
 

@@ -154,7 +154,6 @@ class Window:
     def __init__(self, canvas: Canvas, rows: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor, shared: bool = False):
         self.canvas, self.rows, self.ix, self.iy, self.shared = canvas, rows, ix, iy, shared
         self.p = (ix.float() + 0.5, iy.float() + 0.5)  # pixel centres
-        self.origin = torch.stack([ix[:, 0, 0], iy[:, 0, 0]], 1)  # B x 2 (or 1 x 2): top-left pixel
         if shared:
             x, y = ix[0, 0], iy[0, :, 0]
             self.block = canvas.pixels[:, :, int(y[0]):int(y[-1]) + 1, int(x[0]):int(x[-1]) + 1]
@@ -168,8 +167,9 @@ class Window:
     def span(self, lo: torch.Tensor, hi: torch.Tensor) -> tuple[slice, slice]:
         """The rows and columns of this window that hold every face's box [lo, hi] (B x 2 pixels):
         where a term that only matters near a smaller shape needs evaluating."""
-        (x0, y0), (x1, y1) = ((lo.floor() - self.origin).amin(0).long().tolist(),
-                              (hi.ceil() - self.origin).amax(0).long().tolist())
+        origin = torch.stack([self.ix[:, 0, 0], self.iy[:, 0, 0]], 1)  # each face's top-left pixel (or one for all)
+        x0, y0 = (lo.floor() - origin).amin(0).long().tolist()
+        x1, y1 = (hi.ceil() - origin).amax(0).long().tolist()
         h, w = self.iy.shape[1], self.ix.shape[2]
         y0, x0 = min(max(y0, 0), h), min(max(x0, 0), w)
         return slice(y0, max(y0, min(y1, h))), slice(x0, max(x0, min(x1, w)))
