@@ -203,7 +203,8 @@ def test_cli_sample_writes_outputs_and_one_line_errors(trained, tmp_path, capsys
     assert np.allclose(filled[:5], given[:5], atol=1e-5) and np.allclose(filled[-5:], given[5:], atol=1e-5)
     for args, message in [(("--known", tmp_path / "missing.npy", "--fill", "end"), "does not exist"),
                           (("--label", "grumpy"), "unknown expression label"),
-                          (("--label", "happy", "--frames", 10), "outside the trained range")]:
+                          (("--label", "happy", "--frames", 10), "outside the trained range"),
+                          (("--clip-x0", -1), "clip_x0 must be a positive number")]:
         code, err = cli("expr4d", "sample", trained, *args, "--out", tmp_path / "e")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
@@ -247,13 +248,17 @@ def test_a_denoiser_narrower_than_a_frame_warns():
 
 def test_clip_x0_bounds_every_sample_and_is_checked(trained):
     """With clip_x0 the last reverse step returns the clamped x0 prediction, so samples stay within
-    +-clip standard units whatever the denoiser predicts."""
-    model = mien.load(trained)
-    model.config.clip_x0 = 0.5
+    +-clip standard units whatever the denoiser predicts. A trained model takes it (and the other
+    sampling options) afterwards, checked as at construction; architecture fields cannot change."""
+    model = mien.load(trained).with_sampling(clip_x0=0.5)
     out = model.normalise(unconditional(model, 4, 40, generator=torch.Generator().manual_seed(0)))
     assert out.abs().max() <= 0.5 + 1e-4
-    model.config.clip_x0 = None
+    model.with_sampling(clip_x0=None)
     free = model.normalise(unconditional(model, 4, 40, generator=torch.Generator().manual_seed(0)))
     assert free.abs().max() > 0.5
     with pytest.raises(ConfigError, match="clip_x0"):
         build_model({"name": "expr4d", "clip_x0": -1.0, **SIZE})
+    with pytest.raises(ConfigError, match="clip_x0"):
+        model.with_sampling(clip_x0=0.0)
+    with pytest.raises(ConfigError, match="d_model cannot change after training"):
+        model.with_sampling(d_model=8)

@@ -3,6 +3,10 @@ animations, and reuse of finished runs."""
 
 from pathlib import Path
 
+import numpy as np
+import torch
+
+import mien
 from mien.expr4d.reproduce import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,5 +22,16 @@ def test_reproduce_writes_the_three_tables_and_reuses_runs(tmp_path):
     assert (tmp_path / "animations" / "label_bit" / "sequence_000.gif").is_file()
     assert (tmp_path / "animations" / "fill_middle" / "trajectories.png").is_file()
     stamp = (tmp_path / "runs" / "unet" / "model.safetensors").stat().st_mtime_ns
-    reproduce(ROOT / "configs/expr4d/tiny.yaml", tmp_path, overrides, n=12, progress=False)
+    bit = mien.load(tmp_path / "runs" / "bit")
+
+    def largest(row):  # largest standardised coordinate of a row's saved sequences
+        seqs = np.load(tmp_path / "animations" / row / "sequences.npz")["sequences"]
+        return bit.normalise(torch.from_numpy(seqs)).abs().max().item()
+
+    # a sampling option given now reaches the evaluation without retraining: clip_x0 bounds the
+    # label-controlled samples up to the 3 Adagrad steps of at most guidance_lr each after the last step
+    bound = 0.01 + bit.config.guidance_steps * bit.config.guidance_lr
+    assert largest("label_bit") > bound
+    reproduce(ROOT / "configs/expr4d/tiny.yaml", tmp_path, [*overrides, "model.clip_x0=0.01"], n=12, progress=False)
     assert (tmp_path / "runs" / "unet" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert largest("label_bit") <= bound + 1e-4 and largest("label_unet") <= bound + 1e-4

@@ -22,6 +22,8 @@ def sample(
     n: int = typer.Option(4, "-n", help="Number of sequences."),
     seed: int = typer.Option(0, help="Random seed."),
     passes: int = typer.Option(None, help="Harmonisation passes of Alg. 4 (default: the model's, 5)."),
+    clip_x0: float = typer.Option(None, help="Clamp each step's predicted x0 to +-this many standard units "
+                                             "(default: the model's model.clip_x0)."),
     out: Path = typer.Option(Path("expr4d-samples"), help="Output folder."),
     video: str = typer.Option("gif", help="Animation format: gif or mp4."),
 ):
@@ -44,6 +46,8 @@ def sample(
     model = mien.load(ckpt)
     if not isinstance(model, expr4d.Expr4D):
         raise ConfigError(f"{ckpt} holds a {model.model_name} model; pass a checkpoint of configs/expr4d/*.yaml")
+    if clip_x0 is not None:
+        model.with_sampling(clip_x0=clip_x0)
     g = torch.Generator().manual_seed(seed)
     if fill is not None:
         given, mask = expr4d.control.place_known(model.check_sequences(read_array(known, "known frames"))[0].cpu(),

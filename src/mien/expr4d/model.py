@@ -11,6 +11,7 @@ by a per-coordinate mean and one scale taken from the first training batch (dige
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -57,6 +58,9 @@ class Expr4DConfig:
     guidance_steps: int = 3  # Adagrad steps per reverse step
     guidance_lr: float = 0.05  # Adagrad step size (unspecified in the thesis)
     passes: int = 5  # harmonisation passes of Alg. 4
+
+    # options read only at sampling time: a trained model can take new values (`Expr4D.with_sampling`)
+    SAMPLING = ("sample_steps", "clip_x0", "guidance_lambda", "guidance_steps", "guidance_lr", "passes")
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -153,6 +157,18 @@ class Expr4D(SequenceModel):
         return F.cross_entropy(sim / self.config.temperature, target) + (1 - cos).mean(), cos.mean()
 
     # --- sampling -------------------------------------------------------------------------------
+    def with_sampling(self, **options) -> "Expr4D":
+        """This model with new sampling-time options (``Expr4DConfig.SAMPLING``, checked as at
+        construction); the networks are shared, so no retraining is needed."""
+        unknown = sorted(set(options) - set(Expr4DConfig.SAMPLING))
+        if unknown:
+            raise ConfigError(f"{', '.join(unknown)} cannot change after training; sampling options are "
+                              f"{', '.join(Expr4DConfig.SAMPLING)}")
+        with warnings.catch_warnings():  # the width warning was given when the model was built
+            warnings.filterwarnings("ignore", message="the .* denoiser is")
+            self.config = dataclasses.replace(self.config, **options)
+        return self
+
     @torch.no_grad()
     def sample(self, n: int, cond=None, generator=None, frames: int = 40) -> torch.Tensor:
         """n sequences (n x F x N x 3): unconditional, or under label control (Alg. 1) for ``cond``."""

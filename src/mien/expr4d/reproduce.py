@@ -81,8 +81,9 @@ def _table(title: str, header: list[str], rows: list[list]) -> str:
                       *[f"| {r} |" for r in fmt], ""])
 
 
-def evaluate(runs: dict, out: Path, n: int, frames: int, seed: int) -> str:
-    """Tabs. 3.1, 3.3 and 3.6 as markdown; animations of a few sequences per row under ``out/animations``."""
+def evaluate(runs: dict, out: Path, n: int, frames: int, seed: int, sampling: dict | None = None) -> str:
+    """Tabs. 3.1, 3.3 and 3.6 as markdown; animations of a few sequences per row under ``out/animations``.
+    ``sampling`` (e.g. the preset's ``clip_x0``) replaces the diffusion runs' saved sampling options."""
     import mien
     from mien.evaluator import load_sequence_classifier
     from mien.expr4d.outputs import write_outputs
@@ -93,6 +94,8 @@ def evaluate(runs: dict, out: Path, n: int, frames: int, seed: int) -> str:
     ref = pad_sequences([WorldSequenceDataset(n, REFERENCE_SEED, frames)[i] for i in range(n)])
     x, y = test["sequence"], test["label"]
     models = {k: mien.load(v, device) for k, v in runs.items()}
+    for k in BACKBONE_ROWS:
+        models[k].with_sampling(**(sampling or {}))
     g = torch.Generator().manual_seed(seed)
     acc_gt, fd_gt = _score(x, y, ref["sequence"], ic)
     gen = {k: _by_label(lambda c, m, k=k: label_control(models[k], c, m, frames, generator=g), y)
@@ -123,9 +126,13 @@ def evaluate(runs: dict, out: Path, n: int, frames: int, seed: int) -> str:
 def reproduce(config_path, out_dir, overrides: list[str] | None = None, n: int = 220, frames: int = 40,
               seed: int = 0, progress: bool = True) -> Path:
     """Train (or reuse) the runs, evaluate, write ``OUT/zou-ch3.md``; returns its path."""
+    from mien.expr4d.model import Expr4DConfig
+    from mien.train import load_run_config
+
     out = ensure_writable_dir(out_dir)
     runs = train_all(config_path, out, list(overrides or []), progress)
-    body = evaluate(runs, out, n, frames, seed)
+    preset = load_run_config(config_path, list(overrides or [])).model
+    body = evaluate(runs, out, n, frames, seed, {k: preset[k] for k in Expr4DConfig.SAMPLING if k in preset})
     header = (f"## Zou thesis ch. 3 on the world ({Path(config_path).name}, {n} test sequences of {frames} frames)\n\n"
               "Accuracy and Fréchet distance (FD) of the shipped independent sequence classifier; FD of generated "
               "sequences is against the test set, that of the ground truth against a second real set.\n\n")
