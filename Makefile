@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean figures zoo
+.PHONY: demo test install install-test clean figures zoo zou-ch3
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,11 @@ figures: demo
 	cp out/demo/vae/reconstructions.png docs/vae_reconstructions.png
 	cp out/demo/diffusion/samples.png docs/ldm_samples.png
 	cp out/demo/edits/edits.png docs/ldm_edits.png
+
+# Zou ch. 3's tables at the small preset (docs/zou-ch3): four runs, about 3 hours on a 2-core CPU.
+ZOU ?= out/zou-ch3
+zou-ch3: install
+	$(BIN)/mien reproduce zou-ch3 --preset small --out $(ZOU) --no-progress
+	for d in $(ZOU)/animations/*/; do mkdir -p docs/zou-ch3/animations/$$(basename $$d) && \
+	  cp $$d/trajectories.png $$d/sequence_000.gif docs/zou-ch3/animations/$$(basename $$d)/ || exit 1; done
+	cp $(ZOU)/zou-ch3.md docs/zou-ch3/

@@ -21,6 +21,7 @@ def test_reproduce_writes_the_three_tables_and_reuses_runs(tmp_path):
         assert row in text, row
     assert (tmp_path / "animations" / "label_bit" / "sequence_000.gif").is_file()
     assert (tmp_path / "animations" / "fill_middle" / "trajectories.png").is_file()
+    assert "](animations/fill_middle/trajectories.png)" in text and "](animations/label_actor/sequence_000.gif)" in text
     stamp = (tmp_path / "runs" / "unet" / "model.safetensors").stat().st_mtime_ns
     bit = mien.load(tmp_path / "runs" / "bit")
 

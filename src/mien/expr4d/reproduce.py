@@ -120,10 +120,19 @@ def evaluate(runs: dict, out: Path, n: int, frames: int, seed: int, sampling: di
         (acc_mean, fd_mean), (acc_ours, fd_ours) = _score(imputed, y, x, ic), _score(filled, y, x, ic)
         rows.append([FILL_ROWS[mode], 100 * acc_mean, fd_mean, 100 * acc_ours, fd_ours])
     t33 = _table("Tab. 3.3: expression filling", ["Task", "Mean imputation Acc (%)", "FD", "Ours Acc (%)", "FD"], rows)
-    return "\n".join([t31, t33, t36])
+    return "\n".join([t31, t33, t36, _figures(out / "animations")])
 
 
-def reproduce(config_path, out_dir, overrides: list[str] | None = None, n: int = 220, frames: int = 40,
+def _figures(folder: Path) -> str:
+    """Each row's landmark trajectories and its first animation, linked relative to the report."""
+    lines = ["### Samples (trajectories of four sequences per row; the first as an animation)", ""]
+    for row in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+        lines += [f"**{row}**", "", f"![{row} trajectories](animations/{row}/trajectories.png) "
+                  f"![{row} animation](animations/{row}/sequence_000.gif)", ""]
+    return "\n".join(lines)
+
+
+def reproduce(config_path, out_dir, overrides: list[str] | None = None, n: int = 110, frames: int = 40,
               seed: int = 0, progress: bool = True) -> Path:
     """Train (or reuse) the runs, evaluate, write ``OUT/zou-ch3.md``; returns its path."""
     from mien.expr4d.model import Expr4DConfig
