@@ -53,7 +53,7 @@ figures: demo
 	cp out/demo/diffusion/samples.png docs/ldm_samples.png
 	cp out/demo/edits/edits.png docs/ldm_edits.png
 
-# Zou ch. 3's tables at the small preset (docs/zou-ch3): four runs, about 3 hours on a 2-core CPU.
+# Zou ch. 3's tables at the small preset (docs/zou-ch3): four runs and their evaluation, 3 to 4 hours on a 2-core CPU.
 ZOU ?= out/zou-ch3
 zou-ch3: install
 	$(BIN)/mien reproduce zou-ch3 --preset small --out $(ZOU) --no-progress
