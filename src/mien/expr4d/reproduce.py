@@ -138,9 +138,9 @@ def reproduce(config_path, out_dir, overrides: list[str] | None = None, n: int =
     from mien.expr4d.model import Expr4DConfig
     from mien.train import load_run_config
 
-    out = ensure_writable_dir(out_dir)
-    runs = train_all(config_path, out, list(overrides or []), progress)
-    preset = load_run_config(config_path, list(overrides or [])).model
+    out, overrides = ensure_writable_dir(out_dir), list(overrides or [])
+    runs = train_all(config_path, out, overrides, progress)
+    preset = load_run_config(config_path, overrides).model
     body = evaluate(runs, out, n, frames, seed, {k: preset[k] for k in Expr4DConfig.SAMPLING if k in preset})
     header = (f"## Zou thesis ch. 3 on the world ({Path(config_path).name}, {n} test sequences of {frames} frames)\n\n"
               "Accuracy and Fréchet distance (FD) of the shipped independent sequence classifier; FD of generated "
