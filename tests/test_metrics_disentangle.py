@@ -1,7 +1,9 @@
 """Disentanglement scores: near-perfect for the factors themselves (permuted, rescaled), near zero
-for noise, lowered by a mixing rotation."""
+for noise, lowered by a mixing rotation; DCI and modularity against their analytic values on a
+full factorial grid of discrete factors (every pair of factors exactly independent)."""
 
 import functools
+import itertools
 
 import numpy as np
 import pytest
@@ -57,3 +59,70 @@ def test_factor_dict_input_and_errors():
         dis.mig(np.full((100, 3), np.nan), f[:100], SCHEMA)
     with pytest.raises(DataError, match="N x 6"):
         dis.sap(codes["factors"], f[:, :2], SCHEMA)
+
+
+def grid(*cardinalities, n: int = 2400):
+    """Every combination of discrete factors with these cardinalities, repeated to n items, and its schema."""
+    cells = np.array(list(itertools.product(*map(range, cardinalities))), dtype=np.float64)
+    schema = [Factor(f"f{i}", "categorical", values=tuple("abcdefgh"[:c])) for i, c in enumerate(cardinalities)]
+    return np.tile(cells, (n // len(cells), 1)), schema
+
+
+def test_codes_equal_to_the_factors_score_one():
+    f, schema = grid(4, 3, 2, 5)
+    codes = f[:, [2, 0, 3, 1]] * np.array([1.0, -2.0, 3.0, 0.5])
+    scores = dis.dci(codes, f, schema)
+    assert scores["disentanglement"] == pytest.approx(1, abs=0.02)
+    assert scores["completeness"] == pytest.approx(1, abs=0.02)
+    assert dis.modularity(codes, f, schema) == pytest.approx(1, abs=1e-9)
+    f, codes = representations()  # continuous factors too
+    scores = dis.dci(codes["factors"], f, SCHEMA)
+    assert scores["disentanglement"] == pytest.approx(1, abs=0.02)
+    assert scores["completeness"] == pytest.approx(1, abs=0.02)
+
+
+def test_duplicated_codes_lower_completeness_only():
+    """Two equal copies of each factor: P~_.k = (1/2, 1/2) on D codes, so C = 1 - ln 2 / ln D."""
+    for cardinalities in ((4, 5), (4, 3, 2, 5)):
+        f, schema = grid(*cardinalities)
+        codes = np.concatenate([f, 2 * f], 1)
+        scores = dis.dci(codes, f, schema)
+        assert scores["completeness"] == pytest.approx(1 - np.log(2) / np.log(codes.shape[1]), abs=0.03)
+        assert scores["disentanglement"] == pytest.approx(1, abs=0.02)
+        assert dis.modularity(codes, f, schema) == pytest.approx(1, abs=1e-9)
+
+
+def test_one_code_for_two_factors_is_neither_disentangled_nor_modular():
+    """Code 0 = 3 f0 + f1 holds both 3-valued factors: its importance is (1/2, 1/2, 0, 0), so
+    D_0 = 1 - ln 2 / ln 4 = 1/2 with rho_0 = 1/2 and D = 1/4 + 1/4 + 1/4 = 3/4; its mutual
+    information is (ln 3, ln 3, 0, 0), so delta_0 = 1/3 and modularity = (2/3 + 1 + 1) / 3."""
+    f, schema = grid(3, 3, 2, 5)
+    codes = np.concatenate([3 * f[:, :1] + f[:, 1:2], f[:, 2:]], 1)
+    scores = dis.dci(codes, f, schema)
+    assert scores["disentanglement"] == pytest.approx(0.75, abs=0.02)
+    assert scores["completeness"] == pytest.approx(1, abs=0.02)
+    assert dis.modularity(codes, f, schema) == pytest.approx(8 / 9, abs=1e-9)
+
+
+def test_constant_codes_score_zero_modularity_and_leave_dci_alone():
+    f, schema = grid(4, 3, 2, 5)
+    codes = np.concatenate([f, np.full((len(f), 2), 7.0)], 1)
+    assert dis.modularity(codes, f, schema) == pytest.approx(4 / 6, abs=1e-9)
+    scores = dis.dci(codes, f, schema)
+    assert scores["disentanglement"] == pytest.approx(1, abs=0.02)
+    assert scores["completeness"] == pytest.approx(1, abs=0.02)
+
+
+def test_scores_are_invariant_to_the_order_of_codes():
+    f, codes = representations()
+    perm = np.random.default_rng(5).permutation(5)
+    z = codes["rotated"]
+    for score in (dis.mig, dis.sap, dis.modularity):
+        assert score(z[:, perm], f, SCHEMA) == pytest.approx(score(z, f, SCHEMA), abs=1e-12), score.__name__
+    # the forests break exact ties between splits in a seeded random order of the codes
+    assert dis.dci(z[:, perm], f, SCHEMA) == pytest.approx(dis.dci(z, f, SCHEMA), abs=0.005)
+    g, schema = grid(3, 3, 2, 5)
+    mixed = np.concatenate([3 * g[:, :1] + g[:, 1:2], g[:, 2:], np.ones((len(g), 1))], 1)
+    perm = [3, 1, 0, 2]
+    assert dis.dci(mixed[:, perm], g, schema) == pytest.approx(dis.dci(mixed, g, schema), abs=1e-9)
+    assert dis.modularity(mixed[:, perm], g, schema) == pytest.approx(dis.modularity(mixed, g, schema), abs=1e-12)

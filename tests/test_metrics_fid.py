@@ -68,7 +68,7 @@ def test_precision_and_recall_are_one_for_identical_sets_and_zero_for_disjoint_o
     x = torch.randn(500, 16, generator=torch.Generator().manual_seed(0))
     same = precision_recall(x, x.clone())
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0
-    assert same["density"] >= 1.0
+    assert same["density"] == pytest.approx(4 / 3, abs=1e-12)  # each ball holds its centre and its k = 3 neighbours
     far = precision_recall(x + 100, x)
     assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
 
@@ -79,6 +79,37 @@ def test_precision_recall_separate_fidelity_from_diversity():
     collapsed = 0.2 * torch.randn(2000, 4, generator=g)  # inside the data, low diversity
     scores = precision_recall(collapsed, ref)
     assert scores["precision"] > 0.95 and scores["recall"] < 0.3
+
+
+def _prdc_brute_force(gen, ref, k):
+    """Kynkäänniemi et al. 2019 and Naeem et al. 2020 in float64 numpy, from explicit differences."""
+    def dist(a, b):
+        return np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+
+    g_radii, r_radii = (np.sort(dist(x, x), 1)[:, k] for x in (gen, ref))
+    d = dist(gen, ref)  # M x N
+    in_r, in_g = d <= r_radii[None], d <= g_radii[:, None]
+    return {"precision": in_r.any(1).mean(), "recall": in_g.any(0).mean(),
+            "density": in_r.sum() / (k * len(gen)), "coverage": in_r.any(0).mean()}
+
+
+@pytest.mark.parametrize("m,n,d,k", [(60, 70, 5, 3), (1100, 300, 4, 5)])  # 1100 crosses a chunk boundary
+def test_prdc_match_a_float64_brute_force_reference(m, n, d, k):
+    rng = np.random.default_rng(m)
+    gen, ref = rng.normal(0.5, 0.7, size=(m, d)), rng.normal(size=(n, d))
+    expected = _prdc_brute_force(gen, ref, k)
+    assert 0 < expected["precision"] < 1 and 0 < expected["recall"] < 1
+    assert precision_recall(gen, ref, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_prdc_ignore_a_large_offset_of_every_feature():
+    """Float64 differences, no ||a||^2 + ||b||^2 - 2ab cancellation: adding 1e6 moves no ball boundary."""
+    rng = np.random.default_rng(7)
+    gen, ref = rng.normal(0.2, 1.1, size=(300, 8)), rng.normal(size=(300, 8))
+    scores = precision_recall(gen, ref)
+    assert precision_recall(gen + 1e6, ref + 1e6) == pytest.approx(scores, abs=1e-9)
+    assert precision_recall(torch.tensor(gen + 1e6), torch.tensor(ref + 1e6)) == pytest.approx(scores, abs=1e-9)
+    assert scores == pytest.approx(_prdc_brute_force(gen, ref, 3), abs=1e-12)
 
 
 def test_precision_recall_per_class():

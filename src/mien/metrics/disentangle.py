@@ -118,45 +118,50 @@ def _split(n: int, seed: int, train: float = 0.8, cap: int = 2500):
     return perm[:cut], perm[cut:]
 
 
+def _one_minus_entropy(r: np.ndarray) -> np.ndarray:
+    """1 - H_n(p) for each column p of a non-negative n x m matrix normalised to sum 1, with the
+    entropy in base n (Eastwood & Williams 2018; 1 when n = 1)."""
+    p = r + 1e-11  # as disentanglement_lib, so an all-zero column reads as uniform
+    p = p / p.sum(0)
+    n = len(p)
+    return 1 + (p * np.log(p)).sum(0) / np.log(n) if n > 1 else np.ones(p.shape[1])
+
+
 def dci(codes, factors, schema, bins: int = 20, seed: int = 0) -> dict[str, float]:
-    """DCI: a random forest per factor (classifier for discrete, regressor for continuous) gives
-    the importance matrix R (D x K). Disentanglement: sum_i rho_i (1 - H_K(P_i.)); completeness:
-    mean_k (1 - H_D(P~_.k)); informativeness: mean held-out accuracy or R^2 (clipped at 0)."""
+    """DCI (Eastwood & Williams 2018): a random forest per factor (classifier for discrete,
+    regressor for continuous) that considers every code at each split gives the importance matrix
+    R (D x K). Disentanglement D = sum_i rho_i (1 - H_K(P_i.)) with rho_i = sum_k R_ik / sum R;
+    completeness C = mean_k (1 - H_D(P~_.k)), the paper's plain mean over factors (equal to
+    disentanglement_lib's factor-importance weighting, as each forest's importances sum to 1);
+    informativeness: mean held-out accuracy or R^2 (clipped at 0)."""
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
     z, kept, values, _ = prepare(codes, factors, schema, bins)
     tr, te = _split(len(z), seed)
-    importance, info = np.zeros((z.shape[1], len(kept))), []
+    r, info = np.zeros((z.shape[1], len(kept))), []
     for k, f in enumerate(kept):
         y = values[:, k]
         cls = RandomForestClassifier if f.discrete else RandomForestRegressor
-        model = cls(n_estimators=10, max_depth=6, random_state=seed, n_jobs=1).fit(z[tr], y[tr])
-        importance[:, k] = model.feature_importances_
+        model = cls(n_estimators=30, max_depth=6, max_features=None, random_state=seed, n_jobs=1).fit(z[tr], y[tr])
+        r[:, k] = model.feature_importances_
         info.append(max(0.0, model.score(z[te], y[te])))
-    r = importance + 1e-12
-    d, k = r.shape
-
-    def ent(p, base):
-        return -(p * np.log(p)).sum(0) / np.log(base) if base > 1 else np.zeros(p.shape[1])
-
-    p_codes = (r / r.sum(1, keepdims=True)).T  # K x D: each code's importance over factors
-    dis = float(((1 - ent(p_codes, k)) * r.sum(1) / r.sum()).sum())
-    comp = float(np.mean(1 - ent(r / r.sum(0, keepdims=True), d)))
-    return {"disentanglement": dis, "completeness": comp, "informativeness": float(np.mean(info))}
+    rho = r.sum(1) / r.sum() if r.sum() > 0 else np.full(len(r), 1 / len(r))
+    return {"disentanglement": float((_one_minus_entropy(r.T) * rho).sum()),
+            "completeness": float(np.mean(_one_minus_entropy(r))), "informativeness": float(np.mean(info))}
 
 
 def modularity(codes, factors, schema, bins: int = 20) -> float:
-    """Modularity: 1 - mean over codes of sum_k (m_ik - t_ik)^2 / (theta_i^2 (K - 1)), with m the
-    code-factor mutual information, theta_i its row maximum and t_i the row keeping only it."""
+    """Modularity (Ridgeway & Mozer 2018; disentanglement_lib): per code i, with m_ik its
+    mutual information with factor k and theta_i = max_k m_ik, 1 - delta_i where
+    delta_i = (sum_k m_ik^2 - theta_i^2) / (theta_i^2 (K - 1)): the template keeps one maximum
+    only, so a code as informative about two factors is not modular. A code with no information
+    scores 0; the mean is over all codes."""
     z, _, _, v = prepare(codes, factors, schema, bins)
-    m = _mutual_info(np.stack([discretise(c, bins) for c in z.T], 1), v)
-    if m.shape[1] < 2:
-        return 1.0
-    theta = m.max(1)
-    template = np.where(m == theta[:, None], m, 0.0)
-    live = theta > 0
-    delta = ((m - template) ** 2).sum(1)[live] / (theta[live] ** 2 * (m.shape[1] - 1))
-    return float(np.mean(1 - delta)) if live.any() else 0.0
+    sq = np.sort(_mutual_info(np.stack([discretise(c, bins) for c in z.T], 1), v) ** 2, axis=1)
+    theta2, rest = sq[:, -1], sq[:, :-1].sum(1)
+    live = theta2 > 0
+    delta = rest / np.where(live, theta2 * max(sq.shape[1] - 1, 1), 1.0)
+    return float(np.mean(np.where(live, 1 - delta, 0.0)))
 
 
 def _auc(positive: np.ndarray, score: np.ndarray) -> float:
