@@ -1,5 +1,6 @@
 """The diffusion core against diffusers' schedulers, analytic Gaussian cases and guidance checks."""
 
+import dataclasses
 import math
 
 import pytest
@@ -31,15 +32,18 @@ def test_ddpm_step_matches_diffusers(variance, diffusers_variance):
     g = torch.Generator().manual_seed(0)
     for t in (999, 500, 37, 1, 0):
         x, eps, z = (torch.randn(2, 3, 8, 8, generator=g) for _ in range(3))
-        expected = ref.step(eps, t, x, generator=torch.Generator().manual_seed(7)).prev_sample
+        expected = ref.step(eps, t, x, generator=torch.Generator().manual_seed(7))
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)) if t > 0 else None
         got = sampling.ddpm_step(ours, eps, t, t - 1, x, noise, variance)
-        assert torch.allclose(got, expected, atol=1e-5), t
+        assert torch.allclose(got.prev_sample, expected.prev_sample, atol=1e-5), t
+        assert torch.allclose(got.pred_original_sample, expected.pred_original_sample, atol=1e-5), t
 
 
-@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
-def test_ddim_steps_match_diffusers(eta):
-    ref = DDIMScheduler(num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+@pytest.mark.parametrize("eta, clip", [(0.0, None), (0.5, None), (1.0, None), (0.5, 0.5)])
+def test_ddim_steps_match_diffusers(eta, clip):
+    """Both outputs of the step, with diffusers' clip_sample (and the eps re-derived from it) for clip_x0."""
+    ref = DDIMScheduler(num_train_timesteps=1000, clip_sample=clip is not None, clip_sample_range=clip or 1.0,
+                        set_alpha_to_one=True, steps_offset=0)
     ref.set_timesteps(50)
     ours = NoiseSchedule.make("linear", 1000)
     grid = sampling.timesteps(1000, 50)
@@ -47,10 +51,64 @@ def test_ddim_steps_match_diffusers(eta):
     g = torch.Generator().manual_seed(1)
     for i, t in enumerate(grid):
         x, eps, z = (torch.randn(2, 3, 8, 8, generator=g) for _ in range(3))
-        expected = ref.step(eps, t, x, eta=eta, variance_noise=z).prev_sample
+        expected = ref.step(eps, t, x, eta=eta, variance_noise=z, use_clipped_model_output=True)
         t_prev = grid[i + 1] if i + 1 < len(grid) else -1
-        got = sampling.ddim_step(ours, eps, t, t_prev, x, eta, z)
-        assert torch.allclose(got, expected, atol=1e-5), t
+        got = sampling.ddim_step(ours, eps, t, t_prev, x, eta, z, clip_x0=clip)
+        assert torch.allclose(got.prev_sample, expected.prev_sample, atol=1e-5), t
+        assert torch.allclose(got.pred_original_sample, expected.pred_original_sample, atol=1e-5), t
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.prev_sample = x
+
+
+def test_ddim_step_direction_eps_enters_only_D_t():
+    """Asyrrp's step: P_t from eps, D_t = sqrt(1 - abar_prev) eps_direction (eta = 0, Haas P-V Eqs. 2-4)."""
+    ref = DDIMScheduler(num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    ref.set_timesteps(50)
+    ours = NoiseSchedule.make("linear", 1000)
+    x, eps, other = (torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(s)) for s in range(3))
+    expected = ref.step(eps, 500, x)
+    got = sampling.ddim_step(ours, eps, 500, 480, x, eps_direction=other)
+    a_prev = ref.alphas_cumprod[480]
+    assert torch.allclose(got.pred_original_sample, expected.pred_original_sample, atol=1e-5)
+    assert torch.allclose(got.prev_sample, a_prev.sqrt() * expected.pred_original_sample + (1 - a_prev).sqrt() * other,
+                          atol=1e-5)
+
+
+def reference_sample(denoise, schedule, x, steps, eta=0.0, method="ddim", generator=None, hook=None, harmonise=1,
+                     clip_x0=None):
+    """The sampler's loop as it was before the tidy (e2af29c, without its unused options): the
+    regression reference for the order of the noise draws, the hook and the resampling."""
+    for i, t in enumerate(steps):
+        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
+        for r in range(max(1, harmonise)):
+            eps, x0 = schedule.split(denoise(x, t), x, t)
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) if (eta > 0 or method == "ddpm") else None
+            if method == "ddim":
+                x_prev = sampling.ddim_step(schedule, eps, t, t_prev, x, eta, noise, clip_x0=clip_x0).prev_sample
+            else:
+                x_prev = sampling.ddpm_step(schedule, eps, t, t_prev, x, noise, clip_x0=clip_x0).prev_sample
+            if hook is not None:
+                x_prev = hook(x_prev, x_t=x, t=t, t_prev=t_prev, eps=eps, x0=x0)
+            if r + 1 < harmonise and t_prev >= 0:
+                x = sampling.renoise(schedule, x_prev, t_prev, t, torch.randn(x.shape, generator=generator,
+                                                                              dtype=x.dtype))
+        x = x_prev
+    return x
+
+
+@pytest.mark.parametrize("method, eta, harmonise, clip", [("ddim", 0.0, 1, None), ("ddim", 0.7, 3, 1.0),
+                                                          ("ddpm", 0.0, 2, None), ("ddpm", 0.0, 1, 0.5)])
+def test_sample_is_bit_identical_to_the_loop_of_steps(method, eta, harmonise, clip):
+    sched = NoiseSchedule.make("linear", 1000)
+    denoise = lambda x, t: torch.sin(x * (1 + t / 1000))  # noqa: E731
+    x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    known, mask = torch.randn(8, 2, generator=torch.Generator().manual_seed(1)), torch.tensor([1.0, 0.0])
+    outs = []
+    for run in (sampling.sample, reference_sample):
+        g = torch.Generator().manual_seed(2)
+        outs.append(run(denoise, sched, x_T, sampling.timesteps(1000, 8), eta=eta, method=method, generator=g,
+                        hook=inpaint(known, mask, sched, g), harmonise=harmonise, clip_x0=clip))
+    assert torch.equal(*outs)
 
 
 def gaussian_eps(schedule, mean, cov):
@@ -169,6 +227,36 @@ def test_hspace_offset_zero_changes_nothing_and_nonzero_changes_output():
         edited = sampling.sample(h.denoiser(net), sched, x_T, grid)
     assert torch.equal(same, base)
     assert (edited - base).abs().max() > 1e-3
+    h.remove()
+
+
+def test_hspace_asyrrp_edits_only_the_predicted_x0():
+    """Asyrrp (Haas P-V SM B): each step takes P_t from the edited pass and D_t from the plain one,
+    which differs from both the unedited sampler and the edit injected into both terms."""
+    sched = NoiseSchedule.make("linear", 1000)
+    net = tiny_unet()
+    h = HSpace(net)
+    grid = sampling.timesteps(1000, 5)
+    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with h.capture() as captured:
+        base = sampling.sample(h.denoiser(net), sched, x_T, grid)
+    offsets = {t: 2 * torch.randn_like(v) for t, v in captured.items()}
+    edited, plain = h.asyrrp(net, offsets)
+    asyrrp = sampling.sample(edited, sched, x_T, grid, direction=plain)
+    x, denoise = x_T, h.denoiser(net)
+    with torch.no_grad():
+        for t, t_prev in zip(grid, [*grid[1:], -1]):
+            with h.inject(offsets):
+                eps_edited = denoise(x, t)
+            x = sampling.ddim_step(sched, eps_edited, t, t_prev, x, eps_direction=denoise(x, t)).prev_sample
+    assert torch.allclose(asyrrp, x, atol=1e-6)
+    with h.inject(offsets):
+        both = sampling.sample(h.denoiser(net), sched, x_T, grid)
+    assert (asyrrp - base).abs().max() > 1e-3 and (asyrrp - both).abs().max() > 1e-3
+    unedited, plain = h.asyrrp(net, {t: torch.zeros_like(v) for t, v in captured.items()})
+    assert torch.equal(sampling.sample(unedited, sched, x_T, grid, direction=plain), base)
+    with pytest.raises(ConfigError, match="ddim"):
+        sampling.sample(edited, sched, x_T, grid, method="ddpm", direction=plain)
     h.remove()
 
 

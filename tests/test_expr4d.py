@@ -88,7 +88,7 @@ def test_refine_is_adagrad_on_the_fluency_term_formula():
     x_t, eps, x_prev = torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     from mien.diffusion.sampling import ddpm_step
 
-    mu = ddpm_step(Stub.schedule, eps, 5, 4, x_t, torch.zeros_like(x_t), variance="beta")
+    mu = ddpm_step(Stub.schedule, eps, 5, 4, x_t, torch.zeros_like(x_t), variance="beta").prev_sample
     out = refine(Stub, lambda x, t: torch.zeros(len(x)))(x_prev, x_t=x_t, t=5, t_prev=4, eps=eps)
     assert torch.allclose(out, x_prev - 0.1 * torch.sign(x_prev - mu), atol=1e-6)
 

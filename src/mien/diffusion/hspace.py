@@ -3,7 +3,8 @@ h_t (the output of the mid block) at every step, and inject an offset delta-h_t 
 
 The offset is added inside the single U-Net pass, so both the predicted x0 (P_t) and the
 direction term (D_t) of the DDIM step use the edited prediction; skip connections still carry
-unedited features. :meth:`HSpace.asyrrp` gives the Asyrrp variant where only P_t is edited.
+unedited features. :meth:`HSpace.asyrrp` gives the Asyrrp variant (Kwon et al. 2023; Haas P-V
+§3, SM B) where only P_t is edited, at two U-Net passes per step.
 Works on any module with a ``mid_block`` (diffusers' UNet2DModel / UNet2DConditionModel, mien's
 UNetDenoiser), including U-Nets a user loads from local files.
 """
@@ -77,14 +78,13 @@ class HSpace:
         finally:
             self.offsets = previous
 
-    def asyrrp(self, net: Callable, offsets, *args) -> Callable:
-        """A denoiser returning (edited eps, original eps), two passes, for the Asyrrp sampler
-        variant where only P_t sees the edit (pass the second as ``eps_direction`` to ddim_step)."""
+    def asyrrp(self, net: Callable, offsets, *args) -> tuple[Callable, Callable]:
+        """(edited, plain) denoisers for Asyrrp: ``sample(edited, ..., direction=plain)`` puts the
+        edited eps into P_t and the unedited eps into D_t. ``offsets`` as for :meth:`inject`."""
         plain = self.denoiser(net, *args)
 
-        def denoise(x, t):
+        def edited(x, t):
             with self.inject(offsets):
-                edited = plain(x, t)
-            return edited, plain(x, t)
+                return plain(x, t)
 
-        return denoise
+        return edited, plain

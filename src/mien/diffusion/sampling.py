@@ -5,15 +5,16 @@ Pikoulis Eqs. 3.59-3.61, 4.18-4.19).
     D_t = sqrt(1 - abar_{t-1} - sigma_t^2) eps,  sigma_t = eta sqrt((1 - abar_{t-1})/(1 - abar_t)) sqrt(1 - abar_t/abar_{t-1})
 
 on any decreasing subsequence of timesteps (eta = 0: DDIM, eta = 1: DDPM with the posterior
-variance). A ``denoise(x_t, t)`` callable returns the model output; guidance wraps it.
+variance). A ``denoise(x_t, t)`` callable returns the model output; guidance wraps it. Each step
+returns a :class:`StepOutput` (x_{t-1} and the predicted x_0), as diffusers' schedulers do.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from mien.diffusion.schedule import NoiseSchedule
 from mien.errors import ConfigError
@@ -43,46 +44,83 @@ def timesteps(T: int, steps: int, spacing: str = "leading", t0: int | None = Non
     return sorted(set(grid.tolist()), reverse=True)
 
 
+@dataclass(frozen=True)
+class StepOutput:
+    """One reverse step, as diffusers' ``DDIMSchedulerOutput``: ``prev_sample`` is x_{t_prev},
+    ``pred_original_sample`` the predicted x_0 it was computed from (clamped when ``clip_x0`` is set)."""
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
 def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor,
               eta: float = 0.0, noise: torch.Tensor | None = None, eps_direction: torch.Tensor | None = None,
-              clip_x0: float | None = None) -> torch.Tensor:
-    """One step of the generalised sampler from t to t_prev (< t; -1 is the clean data).
-    ``eps_direction`` lets D_t use another prediction than P_t (Asyrrp, Haas P-V SM B)."""
-    a_t, a_prev = schedule.alpha_bar(t, x_t), schedule.alpha_bar(t_prev, x_t)
-    x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()  # P_t
-    if clip_x0 is not None:
-        x0 = x0.clamp(-clip_x0, clip_x0)
-        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
-    sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
-    direction = (1 - a_prev - sigma ** 2).clamp_min(0).sqrt() * (eps if eps_direction is None else eps_direction)
-    x_prev = a_prev.sqrt() * x0 + direction
-    if eta > 0:
-        if noise is None:
-            raise ConfigError("a stochastic step (eta > 0) needs noise")
-        x_prev = x_prev + sigma * noise
-    return x_prev
+              clip_x0: float | None = None) -> StepOutput:
+    """One step of the generalised sampler from t to t_prev < t (-1: the clean data): Pikoulis
+    Eq. 3.61, Haas Eq. 6.26 and P-V Eqs. 2-5, Song et al. (2021) Eqs. 12 and 16.
 
+    Symbols:
+        abar_t, abar_prev  alpha-bar at t and at t_prev (abar_{-1} = 1)
+        eps                the model's noise prediction eps_theta(x_t, t)
+        P_t                the predicted x_0 (f_theta of Pikoulis)
+        sigma_t            the noise scale; eta = 0: DDIM, eta = 1: DDPM (sigma_t^2 = beta-tilde)
+        D_t                the direction pointing to x_t
+        z                  N(0, I) ``noise``, needed when eta > 0
 
-def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor,
-              noise: torch.Tensor | None, variance: str = "posterior", clip_x0: float | None = None) -> torch.Tensor:
-    """Ancestral step x_{t_prev} ~ N(mu, sigma^2 I): mu is the posterior mean given the predicted x0
-    (Pikoulis Eq. 3.41), sigma^2 the posterior variance beta-tilde or beta (``variance='beta'``),
-    both for the interval (t_prev, t]; no noise on the last step."""
+    ``clip_x0`` clamps P_t to +-clip_x0 and re-derives eps from it (diffusers' ``clip_sample``
+    with ``use_clipped_model_output``); ``eps_direction`` replaces eps in D_t only (Asyrrp, Haas
+    P-V §3 and SM B)."""
+    if eta > 0 and noise is None:
+        raise ConfigError("a stochastic step (eta > 0) needs noise")
     a_t, a_prev = schedule.alpha_bar(t, x_t), schedule.alpha_bar(t_prev, x_t)
-    beta = 1 - a_t / a_prev  # the beta of the (possibly strided) interval
+    # 1. predicted x_0: P_t = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)  (Song Eq. 12; Pikoulis Eq. 3.59; P-V Eq. 3)
     x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
     if clip_x0 is not None:
         x0 = x0.clamp(-clip_x0, clip_x0)
+        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+    # 2. sigma_t = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)  (Song Eq. 16; P-V Eq. 5)
+    sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
+    # 3. direction pointing to x_t: D_t = sqrt(1 - abar_prev - sigma_t^2) eps  (Song Eq. 12; P-V Eq. 4)
+    direction = (1 - a_prev - sigma ** 2).clamp_min(0).sqrt() * (eps if eps_direction is None else eps_direction)
+    # 4. x_{t-1} = sqrt(abar_prev) P_t + D_t + sigma_t z  (Song Eq. 12; Pikoulis Eq. 3.61; P-V Eq. 2)
+    x_prev = a_prev.sqrt() * x0 + direction
+    if eta > 0:
+        x_prev = x_prev + sigma * noise
+    return StepOutput(x_prev, x0)
+
+
+def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor,
+              noise: torch.Tensor | None, variance: str = "posterior", clip_x0: float | None = None) -> StepOutput:
+    """Ancestral step x_{t_prev} ~ N(mu_t, sigma_t^2 I) over the interval (t_prev, t], as diffusers'
+    ``DDPMScheduler.step`` (Pikoulis §3.1, Eqs. 3.41 and 3.50; Haas Eq. 6.24; Ho et al. 2020 Eqs. 7 and 15).
+
+    Symbols:
+        abar_t, abar_prev  alpha-bar at t and at t_prev (abar_{-1} = 1)
+        beta_t             1 - abar_t / abar_prev, the beta of the (possibly strided) interval
+        x_0                the predicted clean sample (clamped to +-``clip_x0`` when set)
+        mu_t               the mean of the posterior q(x_{t_prev} | x_t, x_0)
+        sigma_t^2          beta-tilde_t (``variance='posterior'``) or beta_t (``'beta'``)
+        z                  N(0, I) ``noise``; unused on the last step (t_prev = -1), which returns mu_t"""
+    a_t, a_prev = schedule.alpha_bar(t, x_t), schedule.alpha_bar(t_prev, x_t)
+    beta = 1 - a_t / a_prev
+    # 1. predicted x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)  (Pikoulis Eq. 3.50; Ho Eq. 15)
+    x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+    if clip_x0 is not None:
+        x0 = x0.clamp(-clip_x0, clip_x0)
+    # 2. mu_t = sqrt(abar_prev) beta_t / (1 - abar_t) x_0 + sqrt(1 - beta_t) (1 - abar_prev) / (1 - abar_t) x_t
+    #    (Pikoulis Eq. 3.41; Ho Eq. 7)
     mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
     if t_prev < 0:
-        return mean
+        return StepOutput(mean, x0)
+    # 3. sigma_t^2 = beta-tilde_t = beta_t (1 - abar_prev) / (1 - abar_t)  (Pikoulis Eq. 3.41), or beta_t (Zou Eq. 3.7)
     if variance == "posterior":
         var = (beta * (1 - a_prev) / (1 - a_t)).clamp_min(1e-20)
     elif variance == "beta":
         var = beta
     else:
         raise ConfigError(f"unknown DDPM variance {variance!r}; choose posterior or beta")
-    return mean + var.sqrt() * noise
+    # 4. x_{t-1} = mu_t + sigma_t z
+    return StepOutput(mean + var.sqrt() * noise, x0)
 
 
 def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -90,39 +128,39 @@ def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
                        dtype=like.dtype).to(like.device)
 
 
+@torch.no_grad()
 def sample(denoise: Denoise, schedule: NoiseSchedule, x_T: torch.Tensor, steps: list[int], eta: float = 0.0,
            method: str = "ddim", prediction: str = "epsilon", generator: torch.Generator | None = None,
            hook: Hook | None = None, harmonise: int = 1, variance: str = "posterior",
-           clip_x0: float | None = None, differentiable: bool = False, checkpointing: bool = False) -> torch.Tensor:
-    """Run the reverse process over ``steps`` (decreasing) from x_T.
+           clip_x0: float | None = None, direction: Denoise | None = None) -> torch.Tensor:
+    """Run the reverse process over ``steps`` (decreasing) from x_T, without gradients: each step is
+    :func:`ddim_step` (``method='ddim'``, any ``eta``) or :func:`ddpm_step` (``'ddpm'``, ``variance``).
 
     ``hook(x_prev, x_t=, t=, t_prev=, eps=, x0=)`` may rewrite each x_{t_prev} (inpainting,
-    plug-and-play guidance); ``harmonise`` > 1 repeats each step that many times, re-noising the
-    result back to t in between (RePaint's resampling); ``differentiable`` keeps the graph through
-    all steps, ``checkpointing`` recomputes each denoiser call in the backward pass."""
+    plug-and-play guidance); ``harmonise`` > 1 repeats every step but the last that many times,
+    re-noising its result back to t in between (RePaint's resampling); ``direction`` is a second
+    denoiser whose eps enters D_t only (Asyrrp, Haas P-V SM B: :meth:`HSpace.asyrrp`; DDIM only)."""
     if method not in ("ddim", "ddpm"):
         raise ConfigError(f"unknown sampler {method!r}; choose ddim or ddpm")
+    if direction is not None and method != "ddim":
+        raise ConfigError("a direction denoiser (Asyrrp) needs method='ddim'")
+
+    def step(x_t: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
+        eps, x0 = schedule.split(denoise(x_t, t), x_t, t, prediction)
+        eps_d = None if direction is None else schedule.split(direction(x_t, t), x_t, t, prediction)[0]
+        noise = _randn(x_t, generator) if (eta > 0 or method == "ddpm") else None
+        if method == "ddim":
+            x_prev = ddim_step(schedule, eps, t, t_prev, x_t, eta, noise, eps_d, clip_x0).prev_sample
+        else:
+            x_prev = ddpm_step(schedule, eps, t, t_prev, x_t, noise, variance, clip_x0).prev_sample
+        return x_prev if hook is None else hook(x_prev, x_t=x_t, t=t, t_prev=t_prev, eps=eps, x0=x0)
+
     x = x_T
-    context = torch.enable_grad() if differentiable else torch.no_grad()
-    with context:
-        for i, t in enumerate(steps):
-            t_prev = steps[i + 1] if i + 1 < len(steps) else -1
-            for r in range(max(1, harmonise)):
-                if checkpointing and differentiable:
-                    out = grad_checkpoint(denoise, x, t, use_reentrant=False)
-                else:
-                    out = denoise(x, t)
-                eps, x0 = schedule.split(out, x, t, prediction)
-                noise = _randn(x, generator) if (eta > 0 or method == "ddpm") else None
-                if method == "ddim":
-                    x_prev = ddim_step(schedule, eps, t, t_prev, x, eta, noise, clip_x0=clip_x0)
-                else:
-                    x_prev = ddpm_step(schedule, eps, t, t_prev, x, noise, variance, clip_x0)
-                if hook is not None:
-                    x_prev = hook(x_prev, x_t=x, t=t, t_prev=t_prev, eps=eps, x0=x0)
-                if r + 1 < harmonise and t_prev >= 0:
-                    x = renoise(schedule, x_prev, t_prev, t, _randn(x, generator))
-            x = x_prev
+    for t, t_prev in zip(steps, [*steps[1:], -1]):
+        x_prev = step(x, t, t_prev)
+        for _ in range(harmonise - 1 if t_prev >= 0 else 0):
+            x_prev = step(renoise(schedule, x_prev, t_prev, t, _randn(x, generator)), t, t_prev)
+        x = x_prev
     return x
 
 
@@ -134,11 +172,11 @@ def renoise(schedule: NoiseSchedule, x_from: torch.Tensor, t_from: int, t_to: in
 
 @torch.no_grad()
 def ddim_invert(denoise: Denoise, schedule: NoiseSchedule, x0: torch.Tensor, steps: list[int],
-                prediction: str = "epsilon", record: Callable | None = None) -> torch.Tensor:
+                prediction: str = "epsilon") -> torch.Tensor:
     """Deterministic DDIM inversion x_0 -> x_{steps[0]} (Pikoulis Eq. 4.18, Haas Eq. 6.30):
     x_{t+1} = sqrt(abar_{t+1}) P_t + sqrt(1 - abar_{t+1}) eps(x_t, t), with eps taken at the start
     of each interval (from the clean data, at the first timestep). ``steps`` is decreasing, as
-    for sampling; ``record(x_t, t)`` sees every intermediate latent."""
+    for sampling."""
     up = sorted(steps)
     x, t = x0, -1
     for t_next in up:
@@ -146,8 +184,6 @@ def ddim_invert(denoise: Denoise, schedule: NoiseSchedule, x0: torch.Tensor, ste
         a_t, a_next = schedule.alpha_bar(t, x), schedule.alpha_bar(t_next, x)
         x = a_next.sqrt() * (x - (1 - a_t).sqrt() * eps) / a_t.sqrt() + (1 - a_next).sqrt() * eps
         t = t_next
-        if record is not None:
-            record(x, t)
     return x
 
 

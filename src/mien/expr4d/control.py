@@ -48,7 +48,7 @@ def refine(model, score: Callable, lam: float | None = None, steps: int | None =
 
     def hook(x_prev, *, x_t, t, t_prev, eps, **_):
         mu = sampling.ddpm_step(model.schedule, eps, t, t_prev, x_t, None if t_prev < 0 else torch.zeros_like(x_t),
-                                variance="beta", clip_x0=c.clip_x0)
+                                variance="beta", clip_x0=c.clip_x0).prev_sample
         var = 1 - model.schedule.alpha_bar(t, x_t) / model.schedule.alpha_bar(t_prev, x_t)
         x = x_prev.detach().clone().requires_grad_(True)
         opt = torch.optim.Adagrad([x], lr=lr)
