@@ -35,9 +35,10 @@ def subset(batch: dict, idx: torch.Tensor) -> dict:
 
 def train(config: dict, data: dict | None = None, steps: int = 200, batch_size: int = 32, lr: float = 2e-3,
           seed: int = 0):
-    """Build ``config`` (merged over :data:`SMALL`) and train it with one Adam per parameter group,
-    group ``g`` stepped on ``loss`` (g = model) or ``loss_<g>``. Returns (model in eval mode, list
-    of per-step loss dicts as floats)."""
+    """Build ``config`` (merged over :data:`SMALL`) and train it as the engine does, without
+    Lightning: ``fit_data`` on the first batch, then each step every due phase of ``phases()``
+    stepped with its group's own Adam. Returns (model in eval mode, list of per-step dicts of
+    floats, each phase's loss under its ``log_key``)."""
     data = world_pool() if data is None else data
     torch.manual_seed(seed)
     model = build_model({**SMALL, **config})
@@ -46,14 +47,21 @@ def train(config: dict, data: dict | None = None, steps: int = 200, batch_size: 
     gen = torch.Generator().manual_seed(seed + 1)
     n = len(data["image"])
     history = []
+    groups = model.param_groups()
     for step in range(steps):
-        model.train_step = step
-        out = model.loss(subset(data, torch.randint(n, (batch_size,), generator=gen)))
-        for group, opt in optimisers.items():
-            opt.zero_grad(set_to_none=True)
-            out["loss" if group == "model" else f"loss_{group}"].backward()
-            opt.step()
-        history.append({k: float(v.detach()) for k, v in out.items()})
+        batch = subset(data, torch.randint(n, (batch_size,), generator=gen))
+        if step == 0:
+            model.fit_data(batch)
+        logged = {}
+        for phase in model.phases():
+            if step % phase.every:
+                continue
+            out = phase.loss(batch, step)
+            optimisers[phase.group].zero_grad(set_to_none=True)
+            out["loss"].backward(inputs=groups[phase.group])
+            optimisers[phase.group].step()
+            logged.update({(phase.log_key if k == "loss" else k): float(v.detach()) for k, v in out.items()})
+        history.append(logged)
     return model.eval(), history
 
 

@@ -215,6 +215,7 @@ def test_actor_baseline_learns_and_samples_by_label():
     model = build_model({"name": "actor", "d_model": 32, "layers": 1, "heads": 2, "ff": 64, "dropout": 0.0})
     ds = WorldSequenceDataset(64, 0, (35, 45))
     batch = pad_sequences([ds[i] for i in range(64)])
+    assert model.fit_data(batch)["coord_scale"] > 0  # the engine's step before step 0
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(40):

@@ -1,8 +1,10 @@
 """The KL-regularised spatial autoencoder and latent diffusion over it."""
 
+import pytest
 import torch
 
 from mien.data.world import WorldDataset
+from mien.errors import ConfigError
 from mien.models import build_model
 
 
@@ -26,6 +28,9 @@ def test_klae_learns_to_reconstruct_and_serves_as_a_first_stage():
                        "denoiser": {"preset": "tiny", "channels": [8, 16], "norm_groups": 4}})
     ldm.autoencoder.load_state_dict(ae.state_dict())
     ldm.train()
+    with pytest.raises(ConfigError, match="latent scale"):
+        ldm.loss({"image": data[:8]})
+    assert ldm.fit_data({"image": data[:8]})["latent_scale"] > 0
     assert torch.isfinite(ldm.loss({"image": data[:8]})["loss"]) and float(ldm.scale) > 0
     assert ldm.sample(2, steps=3).shape == (2, 3, 32, 32)
 

@@ -40,7 +40,7 @@ def test_training_lowers_loss_and_beats_the_mean_image(key):
     assert all(math.isfinite(h["loss"]) for h in hist)
 
 
-def test_factorvae_trains_with_alternating_groups_that_stay_separate():
+def test_factorvae_trains_with_two_phases_whose_groups_stay_separate():
     model, hist = train({"name": "factorvae", "disc_hidden": 64, "disc_layers": 2})
     check_trained(model, hist)
     assert mean_of(hist, "loss_disc", slice(-20, None)) < math.log(2) - 0.05
@@ -49,17 +49,33 @@ def test_factorvae_trains_with_alternating_groups_that_stay_separate():
     assert disc == {id(p) for p in groups["disc"]}
     assert not disc & {id(p) for p in groups["model"]}
     assert len(groups["model"]) + len(groups["disc"]) == len(list(model.parameters()))
-    # loss reaches the VAE only, loss_disc the discriminator only
+    # the discriminator phase comes first and reaches only the discriminator
+    assert [(p.name, p.group) for p in model.phases()] == [("disc", "disc"), ("model", "model")]
     model.train()
     model.zero_grad(set_to_none=True)
-    out = model.loss({"image": world_pool()["image"][:16]})
-    out["loss"].backward(retain_graph=True)
-    assert all(p.grad is None for p in groups["disc"])
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in groups["model"])
-    model.zero_grad(set_to_none=True)
-    out["loss_disc"].backward()
+    batch = {"image": world_pool()["image"][:16]}
+    model.discriminator_loss(batch)["loss"].backward()
     assert all(p.grad is None for p in groups["model"])
     assert all(p.grad is not None for p in groups["disc"])
+
+
+def test_factorvae_permutes_codes_of_a_second_batch():
+    """Kim & Mnih Alg. 1: D's real codes come from the first half, its permuted codes from the
+    second; changing the second half changes only the permuted side."""
+    model = build_model({"name": "factorvae", **SMALL, "disc_hidden": 16, "disc_layers": 1}).train()
+    x = world_pool()["image"][:16]
+    first, second = model.halves({"image": x})
+    assert torch.equal(first["image"], x[:8]) and torch.equal(second["image"], x[8:])
+    seen = []
+    model.discriminator.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    other = torch.cat([x[:8], x.flip(0)[:8]])
+    for images in (x, other):
+        torch.manual_seed(0)
+        model.discriminator_loss({"image": images})
+    assert torch.equal(seen[0], seen[2])  # real codes: the same first half, same noise
+    assert not torch.allclose(seen[1], seen[3])  # permuted codes: from the changed second half
+    with pytest.raises(ConfigError, match="at least 4"):
+        model.discriminator_loss({"image": x[:3]})
 
 
 def test_permute_dims_shuffles_each_dimension_independently():
@@ -126,17 +142,15 @@ def test_kl_warmup_ramps_beta_linearly():
     model = build_model({"name": "vae", **SMALL, "beta": 2.0, "kl_warmup_steps": 100})
     batch = {"image": world_pool()["image"][:4]}
     for step, want in [(0, 0.0), (50, 1.0), (100, 2.0), (500, 2.0)]:
-        model.train_step = step
-        assert float(model.loss(batch)["beta"]) == pytest.approx(want)
+        assert float(model.loss(batch, step)["beta"]) == pytest.approx(want)
 
 
 def test_capacity_ramps_and_enters_the_loss_as_absolute_gap():
     model = build_model({"name": "capacity_vae", **SMALL, "gamma": 10.0, "capacity_max": 8.0, "capacity_steps": 40})
     batch = {"image": world_pool()["image"][:4]}
     for step, want in [(0, 0.0), (10, 2.0), (40, 8.0), (99, 8.0)]:
-        model.train_step = step
         torch.manual_seed(0)
-        out = model.loss(batch)
+        out = model.loss(batch, step)
         assert float(out["capacity"]) == pytest.approx(want)
         assert float(out["loss"].detach()) == pytest.approx(float(out["nll"] + 10.0 * (out["kl"] - want).abs()), rel=1e-5)
 

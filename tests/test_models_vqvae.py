@@ -41,7 +41,7 @@ def test_codebook_loss_trains_the_codebook_without_ema_only():
     ema = build_model({"name": "vqvae", **SMALL, "num_codes": 16, "code_dim": 4, "ema_decay": 0.9})
     assert not any(p is ema.codebook for p in ema.param_groups()["model"])
     batch = {"image": world_pool()["image"][:8]}
-    ema.loss(batch)  # first call: codebook initialised from encoder vectors
+    ema.fit_data(batch)  # the engine's step before step 0: codebook from encoder vectors
     before = ema.codebook.detach().clone()
     ema.loss(batch)
     assert not torch.allclose(before, ema.codebook)
@@ -57,6 +57,8 @@ def test_codebook_initialised_from_encoder_outputs_on_first_training_batch():
     with torch.no_grad():
         z_e = model.encoder(x).permute(0, 2, 3, 1).reshape(-1, 4)
         model.loss({"image": x})
+    assert not bool(model.initialised)  # a loss call fits nothing
+    assert model.fit_data({"image": x}) and model.fit_data({"image": x}) == {}  # once
     # every code is one of the encoder vectors of that batch
     gap = (model.codebook.detach()[:, None] - z_e[None]).abs().amax(-1)
     assert float(gap.min(1).values.max()) < 1e-6

@@ -10,7 +10,7 @@ from torch import nn
 
 import mien
 from mien.errors import ConfigError, DataError
-from mien.models.base import GenerativeModel, ModelConfig, build_model, register
+from mien.models.base import GenerativeModel, ImageConfig, ModelConfig, Phase, build_model, register
 from mien.train import fit, run_config
 from mien.train.data import ResumableLoader, StepBatchSampler
 from mien.train.module import NonFiniteLoss, TrainingModule
@@ -53,7 +53,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
 
 
 @dataclass
-class ExplodingConfig(ModelConfig):
+class ExplodingConfig(ImageConfig):
     explode_at: int = 7
 
 
@@ -65,10 +65,10 @@ class Exploding(GenerativeModel):
         super().__init__(config)
         self.lin = nn.Linear(3 * config.image_size ** 2, 3 * config.image_size ** 2)
 
-    def loss(self, batch):
+    def loss(self, batch, step=0):
         x = batch["image"].flatten(1)
         loss = ((self.lin(x) - x) ** 2).mean()
-        if self.train_step >= self.config.explode_at:
+        if step >= self.config.explode_at:
             loss = loss * float("nan")
         return {"loss": loss}
 
@@ -84,12 +84,12 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in w.values())
 
 
-def test_alternating_groups_step_each_on_its_own_loss(tmp_path):
+def test_factorvae_phases_step_each_group_on_its_own_loss(tmp_path):
     cfg = tiny({"name": "factorvae"}, steps=6)
     out = fit(cfg, tmp_path / "run", progress=False)
     after = mien.load(out)
     L.seed_everything(cfg.train.seed, verbose=False)  # fit builds the model right after this seeding
-    init = build_model(cfg.model)
+    init = build_model({**cfg.model, "image_size": 32})
     groups = after.param_groups()
     assert set(groups) == {"model", "disc"}
     bound = 6 * cfg.train.lr * 3.2  # Adam moves a weight by at most about 3.2 lr per step here
@@ -168,3 +168,146 @@ def test_bad_configs_and_checkpoints_give_clear_errors(tmp_path):
         mien.load(out)
     with pytest.raises(DataError, match="does not exist"):
         mien.load(tmp_path / "nowhere")
+
+
+# --- phases: a two-player model on 2-D points ------------------------------------------------------
+@dataclass
+class ToyGANConfig(ModelConfig):
+    hidden: int = 16
+    r1_gamma: float = 1.0
+    r1_every: int = 4
+
+
+@register("toygan_test", ToyGANConfig)
+class ToyGAN(GenerativeModel):
+    """G: noise -> points; D: points -> logit. Phases: D (every step), lazy R1 on D (every
+    ``r1_every``), G (every step), as StyleGAN2 schedules them."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        h = config.hidden
+        self.generator = nn.Sequential(nn.Linear(2, h), nn.ReLU(), nn.Linear(h, 2))
+        self.discriminator = nn.Sequential(nn.Linear(2, h), nn.LeakyReLU(0.2), nn.Linear(h, 1))
+
+    def param_groups(self):
+        return {"G": list(self.generator.parameters()), "D": list(self.discriminator.parameters())}
+
+    def phases(self):
+        return [Phase("D", self.d_loss), Phase("D", self.r1, every=self.config.r1_every, lazy=True, name="r1"),
+                Phase("G", self.g_loss)]
+
+    def ema_modules(self):
+        return ["generator"]
+
+    def fake(self, n):
+        return self.generator(torch.randn(n, 2))
+
+    def d_loss(self, batch, step):
+        real, fake = batch["points"], self.fake(len(batch["points"])).detach()
+        loss = nn.functional.softplus(-self.discriminator(real)).mean() + nn.functional.softplus(self.discriminator(fake)).mean()
+        return {"loss": loss}
+
+    def r1(self, batch, step):
+        real = batch["points"].detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.discriminator(real).sum(), real, create_graph=True)
+        return {"loss": 0.5 * self.config.r1_gamma * grad.pow(2).sum(1).mean(), "r1_step": torch.tensor(float(step))}
+
+    def g_loss(self, batch, step):
+        return {"loss": nn.functional.softplus(-self.discriminator(self.fake(len(batch["points"])))).mean()}
+
+
+class Points(torch.utils.data.Dataset):
+    """Points on a ring, rendered a whole batch at a time."""
+
+    def __len__(self):
+        return 96
+
+    def batch(self, indices):
+        a = torch.tensor(indices, dtype=torch.float32) * 0.7
+        return {"points": torch.stack([a.cos(), a.sin()], 1)}
+
+
+def toy(steps, **train):
+    return run_config({"model": {"name": "toygan_test"}, "data": {"batch_size": 16},
+                       "train": {"max_steps": steps, "save_every": 3, "lr": 1e-2, "log_every": 1, **train}})
+
+
+@pytest.mark.parametrize("cut", [5, 6, 8])  # 5, 6: the next step runs D and G only; 8: R1 runs next
+def test_phases_resume_bit_identically(tmp_path, cut):
+    fit(toy(12, ema_decay=0.9), tmp_path / "full", progress=False, dataset=Points())
+    fit(toy(cut, ema_decay=0.9), tmp_path / "cut", progress=False, dataset=Points())
+    fit(toy(12, ema_decay=0.9), tmp_path / "cut", resume=True, progress=False, dataset=Points())
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "cut")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert mien.train.checkpoint.read_meta(tmp_path / "cut")["steps"] == 12
+
+
+def test_phases_run_on_their_periods_and_step_only_their_group(tmp_path):
+    import csv
+
+    out = fit(toy(9), tmp_path / "run", progress=False, dataset=Points())
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    r1_steps = sorted({int(float(r["r1_step"])) for r in rows if r.get("r1_step")})
+    assert r1_steps == [0, 4, 8]
+    assert all(r.get("loss_D") and r.get("loss_G") for r in rows if r.get("loss_D"))
+
+
+def test_phase_backward_reaches_its_group_only():
+    cfg = toy(1)
+    module = TrainingModule(build_model(cfg.model), cfg.train)
+    batch = Points().batch(list(range(8)))
+    terms = module.model.g_loss(batch, 0)
+    module.model.zero_grad(set_to_none=True)
+    terms["loss"].backward(inputs=module.group_params["G"])
+    assert all(p.grad is None for p in module.group_params["D"])
+    assert all(p.grad is not None for p in module.group_params["G"])
+
+
+def test_per_group_optimisers_and_lazy_regularisation_correction():
+    """StyleGAN2 App. B: a group with a lazy phase of period k runs Adam at lr c and betas beta^c,
+    c = k / (k + 1); the other group keeps its own settings."""
+    cfg = toy(1, optim={"D": {"lr": 2e-3, "betas": [0.0, 0.99]}, "G": {"betas": [0.5, 0.9]}})
+    module = TrainingModule(build_model(cfg.model), cfg.train)
+    opts = dict(zip(module.groups, module.configure_optimizers()))
+    c = 4 / 5
+    assert opts["D"].defaults["lr"] == pytest.approx(2e-3 * c)
+    assert opts["D"].defaults["betas"] == pytest.approx((0.0, 0.99 ** c))
+    assert opts["G"].defaults["lr"] == pytest.approx(1e-2) and opts["G"].defaults["betas"] == pytest.approx((0.5, 0.9))
+    with pytest.raises(ConfigError, match="'disc' is not one of"):
+        TrainingModule(build_model(cfg.model), toy(1, optim={"disc": {"lr": 1e-3}}).train)
+    with pytest.raises(ConfigError, match="betas"):
+        toy(1, optim={"D": {"betas": [0.9]}})
+    with pytest.raises(ConfigError, match="unknown key train.optim.D.momentum"):
+        toy(1, optim={"D": {"momentum": 0.9}})
+
+
+def test_ema_averages_only_the_ema_modules():
+    cfg = toy(1, ema_decay=0.5)
+    module = TrainingModule(build_model(cfg.model), cfg.train)
+    before = {n: p.detach().clone() for n, p in module.ema.named_parameters()}
+    with torch.no_grad():
+        for p in module.model.parameters():
+            p.add_(1.0)
+    module._update_ema(0.5)
+    for n, p in module.ema.named_parameters():
+        want = before[n] + (0.5 if n.startswith("generator.") else 1.0)
+        assert torch.allclose(p, want), n
+
+
+class RecordedPoints(Points):
+    def __init__(self):
+        self.seen = []
+
+    def batch(self, indices):
+        self.seen.append(sorted(indices))
+        return super().batch(indices)
+
+
+def test_engine_reshuffles_at_each_epoch(tmp_path):
+    """96 points in batches of 16: six batches an epoch; epoch 1 is a new permutation of all points
+    (before, Lightning never resumed the loader past its last batch and every epoch replayed epoch 0)."""
+    data = RecordedPoints()
+    fit(toy(12), tmp_path / "run", progress=False, dataset=data)
+    epochs = [data.seen[:6], data.seen[6:12]]
+    assert all(sorted(sum(e, [])) == list(range(96)) for e in epochs)
+    assert epochs[0] != epochs[1]

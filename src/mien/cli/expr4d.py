@@ -26,6 +26,7 @@ def sample(
                                              "(default: the model's model.clip_x0)."),
     out: Path = typer.Option(Path("expr4d-samples"), help="Output folder."),
     video: str = typer.Option("gif", help="Animation format: gif or mp4."),
+    size: int = typer.Option(64, help="Pixel size of the rendered animation frames."),
 ):
     """Write sequences.npz, one animation per sequence and trajectories.png."""
     import torch
@@ -67,5 +68,5 @@ def sample(
     else:
         seqs = expr4d.unconditional(model, n, frames, generator=g)
         names = ["unconditional"] * n
-    write_outputs(seqs, out, names, model.config.image_size, video)
+    write_outputs(seqs, out, names, size, video)
     typer.echo(f"{n} sequences of {frames} frames written to {out}")

@@ -1,5 +1,5 @@
 """What every landmark-sequence model of system Z1 shares: input checks, coordinate
-standardisation (a per-coordinate mean and one scale from the first training batch, digest A.3),
+standardisation (a per-coordinate mean and one scale fitted on the first training batch before step 0, digest A.3),
 the range of trained lengths, and label names."""
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ class SequenceModel(GenerativeModel):
 
     def observe(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Checked sequences (B x F x N x 3) and frame mask of a training batch; in training mode,
-        fit the statistics on the first batch and widen the range of trained lengths."""
+        widen the range of trained lengths."""
         seq = self.check_sequences(batch["sequence"], "training batch")
         mask = batch.get("mask")
         mask = torch.ones(seq.shape[:2], dtype=torch.bool, device=seq.device) if mask is None else mask.bool()
         if self.training:
-            if float(self.coord_scale) == 0:
-                self._fit_statistics(seq, mask)
             lengths = mask.sum(1)
             lo, hi = int(lengths.min()), int(lengths.max())
             if self.trained_frames[1] > 0:
@@ -57,9 +55,16 @@ class SequenceModel(GenerativeModel):
     def denormalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x * self.coord_scale + self.coord_mean).unflatten(2, (self.config.landmarks, 3))
 
-    def _fit_statistics(self, seq: torch.Tensor, mask: torch.Tensor) -> None:
-        """Mean per coordinate and one scale (the std of the centred coordinates) over real frames;
-        averaged over processes under DDP so that every replica standardises alike."""
+    @torch.no_grad()
+    def fit_data(self, batch: dict) -> dict:
+        """Mean per coordinate and one scale (the std of the centred coordinates) over the real
+        frames of ``batch`` (digest A.3), once; averaged over processes under DDP so that every
+        replica standardises alike."""
+        if float(self.coord_scale) != 0:
+            return {}
+        seq = self.check_sequences(batch["sequence"], "training batch")
+        mask = batch.get("mask")
+        mask = torch.ones(seq.shape[:2], dtype=torch.bool, device=seq.device) if mask is None else mask.bool()
         flat = seq.flatten(2)[mask]
         mean = flat.mean(0)
         scale = (flat - mean).pow(2).mean().sqrt()
@@ -69,6 +74,7 @@ class SequenceModel(GenerativeModel):
             stats /= torch.distributed.get_world_size()
         self.coord_mean.copy_(stats[:-1])
         self.coord_scale.copy_(stats[-1].clamp_min(1e-8))
+        return {"coord_scale": float(self.coord_scale)}
 
     def label_index(self, label) -> int:
         names = self.config.class_names

@@ -13,13 +13,12 @@ from torch import nn
 from mien.data.world.sequences import DIRECTIONS, SEQUENCE_CLASSES
 from mien.diffusion.guidance import timestep_embedding
 from mien.expr4d.base import SequenceModel
-from mien.models.base import register
+from mien.models.base import ModelConfig, register
 
 
 @dataclass
-class ActorConfig:
+class ActorConfig(ModelConfig):
     name: str = "actor"
-    image_size: int = 64  # size of rendered animations
     landmarks: int = 68
     d_model: int = 256
     layers: int = 8
@@ -67,7 +66,7 @@ class Actor(SequenceModel):
         pad = None if mask is None else ~mask
         return self.out(self.decoder(queries, memory, tgt_key_padding_mask=pad))
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         seq, mask = self.observe(batch)
         x = self.normalise(seq)
         y = torch.as_tensor(batch["label"], device=x.device).long()

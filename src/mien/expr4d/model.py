@@ -25,13 +25,12 @@ from mien.expr4d.base import SequenceModel
 from mien.expr4d.control import label_control, unconditional
 from mien.expr4d.backbones import BACKBONES, make_network
 from mien.expr4d.text import TextEncoder, world_vocabulary
-from mien.models.base import register
+from mien.models.base import ModelConfig, Phase, register
 
 
 @dataclass
-class Expr4DConfig:
+class Expr4DConfig(ModelConfig):
     name: str = "expr4d"
-    image_size: int = 64  # size of rendered animations
     landmarks: int = 68
     backbone: str = "bit"  # bit | causal | unet (Tab. 3.6), for the denoiser and the guidance heads
     d_model: int = 512
@@ -122,28 +121,42 @@ class Expr4D(SequenceModel):
         return self.text_encoder(texts)
 
     # --- training --------------------------------------------------------------------------------
-    def loss(self, batch: dict) -> dict:
+    def phases(self) -> list[Phase]:
+        """Three phases on three groups: the noise approximator (Eq. 3.8), the guidance classifiers
+        of type I and S, and the BiT/text-encoder alignment (digest A.4)."""
+        return [Phase("model", self.loss), Phase("classifier", self.classifier_loss), Phase("text", self.alignment_loss)]
+
+    def loss(self, batch: dict, step: int = 0) -> dict:
+        """Eq. 3.8, E ||eps - eps_theta(x_t, t)||^2 averaged over real frames."""
         seq, mask = self.observe(batch)
         x0 = self.normalise(seq)
-        T, B = self.schedule.T, len(x0)
         weight = mask[..., None].float().expand_as(x0)
-        # noise approximator, Eq. 3.8, averaged over real frames
-        t = torch.randint(T, (B,), device=x0.device)
+        t = torch.randint(self.schedule.T, (len(x0),), device=x0.device)
         noise = torch.randn_like(x0)
         err = (self.eps(self.schedule.q_sample(x0, t, noise), t, mask) - noise).pow(2)
-        diffusion = (err * weight).sum() / weight.sum()
-        # guidance heads on x_t with t ~ U{-1..T-1} (0-based; -1 is the clean data)
-        t_h = torch.randint(-1, T, (B,), device=x0.device)
-        x_h = self.schedule.q_sample(x0, t_h, torch.randn_like(x0))
-        y = torch.as_tensor(batch["label"], device=x0.device).long()
-        direction = torch.as_tensor(batch["factors"]["direction"], device=x0.device).long()
+        return {"loss": (err * weight).sum() / weight.sum()}
+
+    def _noisy_heads_input(self, batch: dict):
+        """x_t of the batch with t ~ U{-1..T-1} for the guidance heads (0-based; -1: clean data)."""
+        seq, mask = self.observe(batch)
+        x0 = self.normalise(seq)
+        t = torch.randint(-1, self.schedule.T, (len(x0),), device=x0.device)
+        return self.schedule.q_sample(x0, t, torch.randn_like(x0)), t, mask
+
+    def classifier_loss(self, batch: dict, step: int = 0) -> dict:
+        """CE of p_phi(y | x_t, t) of type I (expression) plus type S (2 y + direction)."""
+        x_h, t_h, mask = self._noisy_heads_input(batch)
+        y = torch.as_tensor(batch["label"], device=x_h.device).long()
+        direction = torch.as_tensor(batch["factors"]["direction"], device=x_h.device).long()
         logits_I = self.class_logits(x_h, t_h, "I", mask)
         logits_S = self.class_logits(x_h, t_h, "S", mask)
-        ce_I, ce_S = F.cross_entropy(logits_I, y), F.cross_entropy(logits_S, 2 * y + direction)
+        loss = F.cross_entropy(logits_I, y) + F.cross_entropy(logits_S, 2 * y + direction)
+        return {"loss": loss, "classifier_acc": (logits_I.argmax(1) == y).float().mean().detach()}
+
+    def alignment_loss(self, batch: dict, step: int = 0) -> dict:
+        x_h, t_h, mask = self._noisy_heads_input(batch)
         text, cos = self.text_loss(x_h, t_h, mask, list(batch["text"]))
-        acc = (logits_I.argmax(1) == y).float().mean()
-        return {"loss": diffusion, "loss_classifier": ce_I + ce_S, "loss_text": text,
-                "classifier_acc": acc.detach(), "text_cos": cos.detach()}
+        return {"loss": text, "text_cos": cos.detach()}
 
     def text_loss(self, x_t, t, mask, texts: list[str]):
         """CLIP-style cross-entropy of each sequence against the distinct texts of the batch (the

@@ -39,7 +39,7 @@ def _actor_config(cfg):
 
     from mien.train.config import RunConfig
 
-    size = {k: cfg.model[k] for k in ("image_size", "d_model", "layers", "heads", "ff", "dropout") if k in cfg.model}
+    size = {k: cfg.model[k] for k in ("d_model", "layers", "heads", "ff", "dropout") if k in cfg.model}
     model = {"name": "actor", **size}
     return RunConfig(model, copy.deepcopy(cfg.data), copy.deepcopy(cfg.train))
 

@@ -77,11 +77,11 @@ class ARVAE(VAE):
                               f"available: {', '.join(sorted(factors))}")
         return {a: torch.as_tensor(factors[a]).float().reshape(-1) for a in self.config.attributes}
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         c = self.config
         values = self.attribute_values(batch)
         x, mu, logvar, z, out = self.forward_terms(batch)
-        out_dict = self._vae_terms(x, mu, logvar, out)
+        out_dict = self._vae_terms(x, mu, logvar, out, step)
         total = out_dict["loss"]
         code = z if c.code == "sample" else mu
         for a, i in self.attribute_dims().items():

@@ -1,20 +1,23 @@
 """The model contract (design.md, Models): a config dataclass plus an ``nn.Module`` with
-``loss(batch) -> dict`` and, where meaningful, ``encode``, ``decode`` and ``sample``.
+``loss(batch, step) -> dict`` and, where meaningful, ``encode``, ``decode`` and ``sample``.
 
 Models register under a name so that a config's ``model.name`` picks the pair (the pythae
 pattern); the training engine reads only this interface:
 
-- ``loss(batch)`` returns ``loss`` (the objective of the ``model`` parameter group) plus named
-  terms for logging; a model with several optimisers (e.g. FactorVAE's discriminator) also
-  returns ``loss_<group>`` for each extra group of :meth:`param_groups`, and every group is
-  stepped on its own loss (alternating optimisation).
-- ``train_step`` is set by the engine before each step, for annealing schedules.
+- :meth:`GenerativeModel.phases`: the training schedule, an ordered list of :class:`Phase`
+  (parameter group, loss function, period). The default is one phase, ``loss`` on the ``model``
+  group; a two-player model (FactorVAE, a GAN) or one with auxiliary heads declares several.
+- :meth:`GenerativeModel.param_groups`: the parameters each group's optimiser steps.
+- :meth:`GenerativeModel.ema_modules`: the sub-modules whose weights the engine averages.
+- :meth:`GenerativeModel.fit_data`: statistics fitted from data before step 0 (buffers).
+
+The engine passes the step (one per batch) to every loss function; models hold no step counter.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -25,13 +28,63 @@ from mien.errors import ConfigError
 
 @dataclass
 class ModelConfig:
-    """Fields every image model shares."""
+    """What every model config has: its family's registered ``name``.
+
+    Facts that come from the data reach a config through one classmethod, :meth:`from_data`,
+    which each config class extends for the facts it needs (never the trainer editing fields)."""
 
     name: str = ""
+
+    @classmethod
+    def from_data(cls, section: dict, data) -> "ModelConfig":
+        """The config of ``section`` (the ``model:`` fields) completed with facts of the training
+        data set ``data`` (its size, factor schema, ...); fields set in ``section`` are kept and
+        checked against the data."""
+        return from_dict(cls, section, "model.")
+
+
+@dataclass
+class ImageConfig(ModelConfig):
+    """Fields every image model shares; ``image_size`` comes from the data (``data.size``)."""
+
     image_size: int = 64
     in_channels: int = 3
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
     blocks: int = 1
+
+    @classmethod
+    def from_data(cls, section: dict, data) -> "ImageConfig":
+        section, size = dict(section), getattr(data, "size", None)
+        if size is not None:
+            if section.setdefault("image_size", size) != size:
+                raise ConfigError(f"model.image_size {section['image_size']} differs from the data's size {size}; "
+                                  "drop model.image_size or set data.size to match")
+        return super().from_data(section, data)
+
+
+@dataclass
+class ConditionalConfig(ImageConfig):
+    """An image model conditioned on one categorical factor of the data (``condition``); its
+    class names and count come from the data's factor schema."""
+
+    condition: str | None = None
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.condition and self.num_classes < 2:
+            raise ConfigError(f"a model conditioned on {self.condition!r} needs model.num_classes >= 2")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ConfigError("model.class_names needs one name per class")
+
+    @classmethod
+    def from_data(cls, section: dict, data) -> "ConditionalConfig":
+        section = dict(section)
+        factor = {f.name: f for f in getattr(data, "factors", [])}.get(section.get("condition"))
+        if factor is not None and factor.values and not section.get("class_names"):
+            section["class_names"] = list(factor.values)
+            section.setdefault("num_classes", len(factor.values))
+        return super().from_data(section, data)
 
 
 MODELS: dict[str, tuple[type, type]] = {}
@@ -49,8 +102,37 @@ def register(name: str, config_class: type):
     return wrap
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One optimisation phase of a training step (design.md, Models).
+
+    On step s the engine runs every phase with ``s % every == 0``, in order: ``loss(batch, s)``
+    returns a dict whose ``loss`` is backpropagated into the parameters of ``group`` only, whose
+    optimiser then steps; the other keys are logged. ``lazy`` marks a regulariser evaluated only
+    every ``every`` steps (StyleGAN2's lazy regularisation, Karras et al. 2020, Sec. 3.1 and
+    App. B): its loss is multiplied by ``every``, and the optimiser of its group takes the
+    learning rate lr * c and betas beta ** c with c = every / (every + 1). ``name`` labels the
+    phase's logged loss (``loss`` for the phase named ``model``, ``loss_<name>`` otherwise)."""
+
+    group: str
+    loss: Callable[[dict, int], dict]
+    every: int = 1
+    lazy: bool = False
+    name: str = ""
+
+    def __post_init__(self):
+        if self.every < 1:
+            raise ConfigError(f"a training phase's period must be >= 1, got {self.every}")
+        if not self.name:
+            object.__setattr__(self, "name", self.group)
+
+    @property
+    def log_key(self) -> str:
+        return "loss" if self.name == "model" else f"loss_{self.name}"
+
+
 class GenerativeModel(nn.Module):
-    """Base class: holds the config and the engine's step counter."""
+    """Base class: holds the config; the defaults describe a model with one loss and one optimiser."""
 
     config_class: type = ModelConfig
     model_name: str = ""
@@ -58,14 +140,27 @@ class GenerativeModel(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.train_step = 0
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         raise NotImplementedError
 
+    def phases(self) -> list[Phase]:
+        """The training schedule; default: ``loss`` on the ``model`` group every step."""
+        return [Phase("model", self.loss)]
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameter groups, one optimiser each; ``model`` is stepped on ``loss``."""
+        """Parameter groups, one optimiser each (named in ``train.optim``)."""
         return {"model": [p for p in self.parameters() if p.requires_grad]}
+
+    def ema_modules(self) -> list[str]:
+        """Names of the sub-modules whose parameters the engine's EMA averages ("" = the whole
+        model); the others are copied as they are. A GAN averages its generator only."""
+        return [""]
+
+    def fit_data(self, batch: dict) -> dict:
+        """Fit statistics from a first batch of training data before step 0 (stored as buffers)
+        and return them as numbers for meta.json; default: nothing to fit."""
+        return {}
 
     def config_dict(self) -> dict:
         return {**to_dict(self.config), "name": self.model_name}
@@ -75,22 +170,17 @@ def _import_families():
     import mien.models  # noqa: F401  (registers the families)
 
 
-def build_model(section: dict) -> GenerativeModel:
-    """Build a model from the ``model:`` section of a config (``name`` plus its fields)."""
+def build_model(section: dict, data=None) -> GenerativeModel:
+    """Build a model from the ``model:`` section of a config (``name`` plus its fields), completed
+    by the facts of the training data set ``data`` when given (:meth:`ModelConfig.from_data`)."""
     _import_families()
     section = dict(section or {})
     name = section.get("name")
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
     config_class, model_class = MODELS[name]
-    config = from_dict(config_class, section, "model.")
+    config = config_class.from_data(section, data) if data is not None else from_dict(config_class, section, "model.")
     return model_class(config)
-
-
-def model_fields(name: str) -> set[str]:
-    """Config field names of a registered model (empty for an unknown name)."""
-    _import_families()
-    return {f.name for f in dataclasses.fields(MODELS[name][0])} if name in MODELS else set()
 
 
 def images_of(batch: dict) -> torch.Tensor:

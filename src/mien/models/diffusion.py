@@ -14,20 +14,17 @@ from mien.diffusion.denoisers import DenoiserConfig, UNetDenoiser
 from mien.diffusion.guidance import classifier_free
 from mien.diffusion.schedule import PREDICTIONS, NoiseSchedule
 from mien.errors import ConfigError
-from mien.models.base import GenerativeModel, ModelConfig, build_model, images_of, register
+from mien.models.base import ConditionalConfig, GenerativeModel, build_model, images_of, register
 
 
 @dataclass
-class DiffusionConfig(ModelConfig):
+class DiffusionConfig(ConditionalConfig):
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     schedule: str = "linear"
     timesteps: int = 1000
     beta_start: float | None = None
     beta_end: float | None = None
     prediction: str = "epsilon"
-    condition: str | None = None
-    num_classes: int = 0
-    class_names: list[str] = field(default_factory=list)
     p_uncond: float = 0.1
     uncond_per_batch: bool = False
     autoencoder: str | None = None
@@ -38,14 +35,11 @@ class DiffusionConfig(ModelConfig):
     guidance: float = 1.0
 
     def __post_init__(self):
+        super().__post_init__()
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"model.prediction {self.prediction!r} is unknown; choose one of {', '.join(PREDICTIONS)}")
-        if self.condition and self.num_classes < 2:
-            raise ConfigError(f"a model conditioned on {self.condition!r} needs model.num_classes >= 2")
         if not 0 <= self.p_uncond <= 1:
             raise ConfigError(f"model.p_uncond must lie in [0, 1], got {self.p_uncond}")
-        if self.class_names and len(self.class_names) != self.num_classes:
-            raise ConfigError("model.class_names needs one name per class")
 
 
 @register("diffusion", DiffusionConfig)
@@ -96,11 +90,22 @@ class Diffusion(GenerativeModel):
         """Images -> scaled diffusion space (the first stage's latents x scale)."""
         if self.autoencoder is None:
             return x
+        if float(self.scale) == 0.0:
+            raise ConfigError("the latent scale is not fitted yet; train the model (the engine calls fit_data) "
+                              "or set model.latent_scale")
         with torch.no_grad():
             z = self.autoencoder.encode_latent(x)
-        if self.training and float(self.scale) == 0.0:
-            self.scale.fill_(1.0 / z.std().clamp_min(1e-6).item())  # LDM: unit variance latents
         return z * self.scale
+
+    @torch.no_grad()
+    def fit_data(self, batch: dict) -> dict:
+        """Latent diffusion: scale = 1 / std of the first stage's latents of ``batch``, so that the
+        diffusion runs on unit-variance latents (Rombach et al. 2022, Sec. 4.3.2)."""
+        if self.autoencoder is None or float(self.scale) != 0.0:
+            return {}
+        z = self.autoencoder.encode_latent(images_of(batch))
+        self.scale.fill_(1.0 / z.std().clamp_min(1e-6).item())
+        return {"latent_scale": float(self.scale)}
 
     def from_latent(self, z: torch.Tensor) -> torch.Tensor:
         if self.autoencoder is None:
@@ -146,7 +151,7 @@ class Diffusion(GenerativeModel):
         return torch.where(drop, torch.full_like(y, c.num_classes), y)
 
     # --- training ------------------------------------------------------------------------------
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         z = self.to_latent(images_of(batch))
         y = self.labels(batch)
         t = torch.randint(self.schedule.T, (len(z),), device=z.device)

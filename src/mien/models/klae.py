@@ -12,12 +12,12 @@ from torch import nn
 
 from mien.errors import ConfigError
 from mien.metrics.image import lpips_distance
-from mien.models.base import GenerativeModel, ModelConfig, images_of, register
+from mien.models.base import GenerativeModel, ImageConfig, images_of, register
 from mien.nn.conv import ConvDecoder, ConvEncoder, check_geometry
 
 
 @dataclass
-class KLAEConfig(ModelConfig):
+class KLAEConfig(ImageConfig):
     latent_channels: int = 4
     kl_weight: float = 1e-4
     perceptual_weight: float = 0.0  # lpips_mien on the frozen shipped evaluator
@@ -73,7 +73,7 @@ class KLAutoencoder(GenerativeModel):
         z = torch.randn((n, *self.latent_shape), generator=generator)
         return self.decode(z.to(next(self.parameters()).device))
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         x = images_of(batch)
         mu, logvar = self.posterior(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mien.errors import ConfigError
-from mien.models.base import GenerativeModel, ModelConfig, images_of, register
+from mien.models.base import GenerativeModel, ImageConfig, Phase, images_of, register
 from mien.nn.conv import VectorDecoder, VectorEncoder
 
 LOGVAR_RANGE = (-10.0, 10.0)
@@ -43,7 +43,7 @@ def _positive(config, *names):
 
 
 @dataclass
-class AEConfig(ModelConfig):
+class AEConfig(ImageConfig):
     latent_dim: int = 10
 
     def __post_init__(self):
@@ -110,6 +110,11 @@ class TCVAEConfig(LikelihoodConfig):
         _positive(self, "alpha", "beta", "gamma")
         if self.dataset_size < 1:
             raise ConfigError(f"model.dataset_size must be >= 1 (the number of training images), got {self.dataset_size}")
+
+    @classmethod
+    def from_data(cls, section: dict, data) -> "TCVAEConfig":
+        """N of the minibatch-weighted estimator is the training set's size."""
+        return super().from_data({"dataset_size": len(data), **section}, data)
 
 
 @dataclass
@@ -214,7 +219,7 @@ class Autoencoder(_Autoencoder):
     def prior_sample(self, n: int, generator=None) -> torch.Tensor:
         return self.code_mean + self.code_var.sqrt() * super().prior_sample(n, generator)
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         x = images_of(batch)
         z = self.encode(x)
         mse = F.mse_loss(self.decode(z), x)
@@ -281,24 +286,24 @@ class _GaussianVAE(_Autoencoder):
 class VAE(_GaussianVAE):
     """VAE / beta-VAE: E_q[-log p(x|z)] + beta * KL(q(z|x) || N(0, I)) (lecture 002, "Interpretation
     of the loss function"; Zou Eq. 2.4-2.5 and 2.28). With ``kl_warmup_steps`` > 0 the KL weight is
-    beta * min(1, train_step / kl_warmup_steps)."""
+    beta * min(1, step / kl_warmup_steps)."""
 
-    def kl_weight(self) -> float:
+    def kl_weight(self, step: int) -> float:
         c = self.config
         if c.kl_warmup_steps <= 0:
             return c.beta
-        return c.beta * min(1.0, self.train_step / c.kl_warmup_steps)
+        return c.beta * min(1.0, step / c.kl_warmup_steps)
 
-    def _vae_terms(self, x, mu, logvar, out) -> dict:
+    def _vae_terms(self, x, mu, logvar, out, step: int) -> dict:
         nll = self.nll(x, out).mean()
         kl = kl_normal(mu, logvar).mean()
-        beta = self.kl_weight()
+        beta = self.kl_weight(step)
         return {"loss": nll + beta * kl, "nll": nll.detach(), "kl": kl.detach(),
                 "beta": torch.tensor(beta, device=x.device), "mse": self.mse(x, out)}
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         x, mu, logvar, z, out = self.forward_terms(batch)
-        return self._vae_terms(x, mu, logvar, out)
+        return self._vae_terms(x, mu, logvar, out, step)
 
 
 @register("beta_vae", BetaVAEConfig)
@@ -309,19 +314,19 @@ class BetaVAE(VAE):
 @register("capacity_vae", CapacityVAEConfig)
 class CapacityVAE(_GaussianVAE):
     """Capacity annealing (Burgess et al. 2018; Zou Eq. 2.29):
-    E_q[-log p(x|z)] + gamma * |KL - C|, C = capacity_max * min(1, train_step / capacity_steps)."""
+    E_q[-log p(x|z)] + gamma * |KL - C|, C = capacity_max * min(1, step / capacity_steps)."""
 
-    def capacity(self) -> float:
+    def capacity(self, step: int) -> float:
         c = self.config
         if c.capacity_steps <= 0:
             return c.capacity_max
-        return c.capacity_max * min(1.0, self.train_step / c.capacity_steps)
+        return c.capacity_max * min(1.0, step / c.capacity_steps)
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         x, mu, logvar, z, out = self.forward_terms(batch)
         nll = self.nll(x, out).mean()
         kl = kl_normal(mu, logvar).mean()
-        cap = self.capacity()
+        cap = self.capacity(step)
         return {"loss": nll + self.config.gamma * (kl - cap).abs(), "nll": nll.detach(), "kl": kl.detach(),
                 "capacity": torch.tensor(cap, device=x.device), "mse": self.mse(x, out)}
 
@@ -333,7 +338,7 @@ class TCVAE(_GaussianVAE):
     weighted sampling (:func:`tc_mws`). ``dataset_size`` (N) only shifts the estimates of MI and
     DWKL by constants; it does not change the gradients."""
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         c = self.config
         x, mu, logvar, z, out = self.forward_terms(batch)
         nll = self.nll(x, out).mean()
@@ -353,15 +358,16 @@ def permute_dims(z: torch.Tensor, generator=None) -> torch.Tensor:
 
 @register("factorvae", FactorVAEConfig)
 class FactorVAE(_GaussianVAE):
-    """FactorVAE (Kim & Mnih 2018, Eq. 2-3; Zou ch. 2, FactorVAE, sign corrected):
+    """FactorVAE (Kim & Mnih 2018, Eq. 2-3 and Alg. 1; Zou ch. 2, FactorVAE, sign corrected):
     E_q[-log p(x|z)] + KL(q(z|x) || p(z)) + gamma * TC, with TC = KL(q(z) || prod_d q(z_d))
     estimated by the density-ratio trick, TC ~ E_q(z)[log D(z) / (1 - D(z))] = E[logit_0 - logit_1]
     for a discriminator D with two logits (0: z ~ q(z), 1: z ~ prod_d q(z_d)).
 
-    Two parameter groups (:meth:`param_groups`): ``model`` is stepped on ``loss`` and ``disc`` on
-    ``loss_disc``, the cross-entropy of D on detached z against the dimension-permuted detached z
-    of the same batch. ``loss`` evaluates D through a detached copy of its weights, so its
-    gradients never reach the discriminator and the groups can be stepped in any order.
+    Two phases on two parameter groups (:meth:`phases`): first ``disc``, the cross-entropy of D
+    on the codes of the first half of the batch against the dimension-permuted codes of the
+    second half (Alg. 1 draws the permuted codes from a second batch), then ``model``, the VAE
+    objective on the first half against the updated D. Each engine batch therefore holds the two
+    batches of Alg. 1: ``data.batch_size`` is twice the VAE's batch.
     """
 
     def __init__(self, config: FactorVAEConfig):
@@ -377,21 +383,37 @@ class FactorVAE(_GaussianVAE):
         return {"model": [p for p in self.parameters() if p.requires_grad and id(p) not in disc],
                 "disc": [p for p in self.discriminator.parameters() if p.requires_grad]}
 
-    def _frozen_discriminator(self, z: torch.Tensor) -> torch.Tensor:
-        weights = {k: v.detach().clone() for k, v in self.discriminator.named_parameters()}
-        return torch.func.functional_call(self.discriminator, weights, (z,))
+    def phases(self) -> list[Phase]:
+        return [Phase("disc", self.discriminator_loss), Phase("model", self.loss)]
 
-    def loss(self, batch: dict) -> dict:
+    @staticmethod
+    def halves(batch: dict) -> tuple[dict, dict]:
+        """The two batches of Alg. 1: the first and second half of the images."""
+        x = images_of(batch)
+        if len(x) < 4:
+            raise ConfigError(f"factorvae needs a batch of at least 4 images (two halves), got {len(x)}")
+        h = (len(x) + 1) // 2
+        return {"image": x[:h]}, {"image": x[h:]}
+
+    def discriminator_loss(self, batch: dict, step: int = 0) -> dict:
+        """0.5 [CE(D(z), 0) + CE(D(permute_dims(z')), 1)], z from the first half, z' from the second."""
+        first, second = self.halves(batch)
+        with torch.no_grad():
+            z = self.reparameterise(*self.posterior(first["image"]))
+            z2 = self.reparameterise(*self.posterior(second["image"]))
+        real, perm = self.discriminator(z), self.discriminator(permute_dims(z2))
+        loss = 0.5 * (F.cross_entropy(real, torch.zeros(len(z), dtype=torch.long, device=z.device))
+                      + F.cross_entropy(perm, torch.ones(len(z2), dtype=torch.long, device=z.device)))
+        disc_acc = 0.5 * ((real.argmax(1) == 0).float().mean() + (perm.argmax(1) == 1).float().mean())
+        return {"loss": loss, "disc_acc": disc_acc.detach()}
+
+    def loss(self, batch: dict, step: int = 0) -> dict:
+        """The VAE objective on the first half; the engine steps only the ``model`` group on it."""
         c = self.config
-        x, mu, logvar, z, out = self.forward_terms(batch)
+        x, mu, logvar, z, out = self.forward_terms(self.halves(batch)[0])
         nll = self.nll(x, out).mean()
         kl = kl_normal(mu, logvar).mean()
-        logits = self._frozen_discriminator(z)
+        logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
-        zd = z.detach()
-        real, perm = self.discriminator(zd), self.discriminator(permute_dims(zd))
-        ones = torch.ones(len(zd), dtype=torch.long, device=zd.device)
-        loss_disc = 0.5 * (F.cross_entropy(real, 0 * ones) + F.cross_entropy(perm, ones))
-        disc_acc = 0.5 * ((real.argmax(1) == 0).float().mean() + (perm.argmax(1) == 1).float().mean())
-        return {"loss": nll + kl + c.gamma * tc, "loss_disc": loss_disc, "nll": nll.detach(), "kl": kl.detach(),
-                "tc": tc.detach(), "disc_acc": disc_acc.detach(), "mse": self.mse(x, out)}
+        return {"loss": nll + kl + c.gamma * tc, "nll": nll.detach(), "kl": kl.detach(), "tc": tc.detach(),
+                "mse": self.mse(x, out)}

@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mien.errors import ConfigError
-from mien.models.base import GenerativeModel, ModelConfig, images_of, register
+from mien.models.base import GenerativeModel, ImageConfig, images_of, register
 from mien.nn.conv import ConvDecoder, ConvEncoder, check_geometry
 
 
 @dataclass
-class VQVAEConfig(ModelConfig):
+class VQVAEConfig(ImageConfig):
     num_codes: int = 512
     code_dim: int = 16
     beta: float = 0.25
@@ -64,8 +64,8 @@ class VQVAE(GenerativeModel):
     """VQ-VAE with a K x D codebook (``num_codes`` x ``code_dim``) on an M x M latent map,
     M = image_size / 2^len(widths).
 
-    The codebook is initialised from encoder vectors of the first training batch (to avoid
-    starting with most codes out of reach of the encoder). Loss dict: ``loss``, ``mse``,
+    The codebook is initialised from encoder vectors of the first training batch (:meth:`fit_data`,
+    called by the engine before step 0), so that codes do not start out of the encoder's reach. Loss dict: ``loss``, ``mse``,
     ``codebook`` (0 with EMA), ``commitment``, ``perplexity`` (exp of the entropy of the average
     code usage over the batch) and ``codes_used`` (fraction of codes used in the batch).
 
@@ -86,7 +86,6 @@ class VQVAE(GenerativeModel):
         self.codebook = nn.Parameter(torch.empty(k, c.code_dim).uniform_(-1 / k, 1 / k),
                                      requires_grad=c.ema_decay == 0)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
-        self._checked_init = False  # avoids reading the buffer (a device sync) at every step
         if c.ema_decay > 0:
             self.register_buffer("ema_cluster_size", torch.zeros(k))
             self.register_buffer("ema_embed_sum", self.codebook.detach().clone())
@@ -147,6 +146,15 @@ class VQVAE(GenerativeModel):
 
     # --- training -----------------------------------------------------------------------------
     @torch.no_grad()
+    def fit_data(self, batch: dict) -> dict:
+        """Initialise the codebook from the encoder vectors of ``batch`` (once)."""
+        if bool(self.initialised):
+            return {}
+        z_e = self.encoder(images_of(batch))
+        self._init_codebook(z_e.permute(0, 2, 3, 1).reshape(-1, self.config.code_dim))
+        return {"codebook_init": "encoder vectors of the first batch"}
+
+    @torch.no_grad()
     def _init_codebook(self, flat: torch.Tensor) -> None:
         """Set the codebook to randomly chosen encoder vectors (repeated if the batch has fewer
         vectors than codes); rank 0's choice is broadcast under data parallelism."""
@@ -175,15 +183,11 @@ class VQVAE(GenerativeModel):
         smoothed = (self.ema_cluster_size + eps) / (n + k * eps) * n
         self.codebook.data.copy_(self.ema_embed_sum / smoothed[:, None])
 
-    def loss(self, batch: dict) -> dict:
+    def loss(self, batch: dict, step: int = 0) -> dict:
         c = self.config
         x = images_of(batch)
         z_e = self.encoder(x)
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, c.code_dim)
-        if self.training and not self._checked_init:
-            if not bool(self.initialised):
-                self._init_codebook(flat.detach())
-            self._checked_init = True
         idx = self.nearest_codes(z_e)
         onehot = F.one_hot(idx.reshape(-1), c.num_codes).type(flat.dtype)
         z_q = self.lookup(idx)

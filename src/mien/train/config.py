@@ -27,14 +27,35 @@ class DataConfig:
 
 
 @dataclass
+class GroupOptim:
+    """Adam settings of one parameter group; a field left out takes the ``train`` default."""
+
+    lr: float | None = None
+    betas: list[float] | None = None
+    weight_decay: float | None = None
+
+
+@dataclass
 class TrainConfig:
-    """Optimisation and the Lightning trainer flags (devices, strategy, precision pass through)."""
+    """Optimisation and the Lightning trainer flags (devices, strategy, precision pass through).
+
+    ``optimizer`` is ``adam`` or ``adamw`` (decoupled weight decay, Loshchilov & Hutter 2019);
+    ``lr``, ``betas`` and ``weight_decay`` are its defaults for every parameter group, and
+    ``optim`` overrides them per group, e.g. ``optim: {disc: {lr: 1.0e-4, betas: [0.5, 0.9]}}``
+    (the groups are the model's ``param_groups``). The learning rate of step s is
+    lr * min(1, (s + 1) / warmup_steps) * f(s), f = 1 (``lr_schedule: constant``) or
+    0.5 (1 + cos(pi s / max_steps)) (``cosine``). ``ema_decay`` > 0 keeps an exponential moving
+    average of the model's ``ema_modules`` (the weights then shipped). ``init_from`` names a
+    checkpoint folder whose weights start a new run (those whose names and shapes match)."""
 
     max_steps: int = 1000
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    init_from: str | None = None
     lr: float = 2e-4
-    group_lr: dict = field(default_factory=dict)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
+    optim: dict = field(default_factory=dict)
     warmup_steps: int = 0
     grad_clip: float = 0.0
     ema_decay: float = 0.0
@@ -46,6 +67,28 @@ class TrainConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "32-true"
+
+    def __post_init__(self):
+        self.optim = {str(g): v if isinstance(v, GroupOptim) else from_dict(GroupOptim, v, f"train.optim.{g}.")
+                      for g, v in (self.optim or {}).items()}
+        for where, opt in [("train", self), *((f"train.optim.{g}", o) for g, o in self.optim.items())]:
+            if opt.lr is not None and not opt.lr > 0:
+                raise ConfigError(f"{where}.lr must be > 0, got {opt.lr}")
+            if opt.betas is not None and (len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas)):
+                raise ConfigError(f"{where}.betas must be two numbers in [0, 1), got {opt.betas}")
+        if self.max_steps < 1:
+            raise ConfigError(f"train.max_steps must be >= 1, got {self.max_steps}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"train.optimizer {self.optimizer!r} is unknown; choose adam or adamw")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"train.lr_schedule {self.lr_schedule!r} is unknown; choose constant or cosine")
+
+    def group_optim(self, group: str) -> dict:
+        """lr, betas and weight_decay of ``group``'s optimiser: its ``optim`` entry over the defaults."""
+        own = self.optim.get(group, GroupOptim())
+        return {"lr": own.lr if own.lr is not None else self.lr,
+                "betas": tuple(own.betas if own.betas is not None else self.betas),
+                "weight_decay": own.weight_decay if own.weight_decay is not None else self.weight_decay}
 
 
 @dataclass
@@ -74,9 +117,6 @@ def run_config(data: dict) -> RunConfig:
         raise ConfigError(f"data.source {cfg.data.source!r} is not known; use world, sequences or folder (data.path=DIR)")
     if cfg.data.source == "folder" and not cfg.data.path:
         raise ConfigError("data.source=folder needs data.path=DIR")
-    cfg.model.setdefault("image_size", cfg.data.size)
-    if cfg.model["image_size"] != cfg.data.size:
-        raise ConfigError(f"model.image_size {cfg.model['image_size']} differs from data.size {cfg.data.size}")
     return cfg
 
 

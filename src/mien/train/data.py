@@ -91,16 +91,21 @@ class ResumableLoader(DataLoader):
         self.served = 0
 
     def __iter__(self):
-        self.served = self.step_sampler.start
+        """The rest of the current epoch: a new iteration continues after the last batch handed
+        out, so an iteration abandoned mid-epoch (Lightning does so when it resumes from the end
+        of an epoch) loses nothing. The epoch advances as its last batch is handed out (a consumer
+        that stops after len(loader) batches never resumes the generator past its last ``yield``)."""
+        self.step_sampler.start = self.served
         for batch in super().__iter__():
             self.served += 1
+            if self.served == len(self.step_sampler):
+                self.step_sampler.epoch += 1
+                self.served = 0
             yield batch
-        self.step_sampler.epoch += 1
-        self.served = 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.step_sampler.epoch, "served": self.served}
 
     def load_state_dict(self, state: dict) -> None:
-        done, self.step_sampler.start = divmod(state["served"], max(1, len(self.step_sampler)))
+        done, self.served = divmod(state["served"], max(1, len(self.step_sampler)))
         self.step_sampler.epoch = state["epoch"] + done

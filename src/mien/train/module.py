@@ -1,21 +1,38 @@
 """The one Lightning module that trains any mien model (design.md, Models).
 
-Manual optimisation: each parameter group of the model has its own optimiser and is stepped on
-its own loss (``loss`` for ``model``, ``loss_<group>`` otherwise), which gives alternating
-optimisation (FactorVAE's discriminator, later GANs) without a second training loop. Every step
-seeds the random generator from (seed, step, rank), so a resumed run draws the same noise as an
-uninterrupted one. A non-finite loss stops the run before any weight changes.
+The schedule is the model's :meth:`~mien.models.base.GenerativeModel.phases`. Glossary:
+
+    s       the engine's step, one per batch (saved with the training state)
+    phase   (group, loss function, period k, lazy flag); due on step s when s % k == 0
+    group   a named list of parameters with its own Adam optimiser (``train.optim.<group>``)
+
+Each step:
+
+0. before step 0 of a new run: the model's ``fit_data`` on the first batch (statistics such as
+   a codebook initialisation or a latent scale, stored as buffers and recorded in meta.json);
+1. seed the random generator from (seed, s, rank), so a resumed run draws what an uninterrupted
+   one would;
+2. for each due phase, in order: compute its loss on the batch (later phases see the weights
+   earlier ones updated), check it is finite (a non-finite loss stops the run before that phase
+   changes any weight), backpropagate it (times k if lazy) into its group's parameters only,
+   clip, and step the group's optimiser at lr(s) = lr * warmup(s) * schedule(s) (``lr_factor``);
+3. update the EMA of the model's ``ema_modules``.
+
+Optimisers of a group with a lazy phase of period k take lr * c and betas beta ** c,
+c = k / (k + 1) (Karras et al. 2020, App. B). Manual optimisation throughout: Lightning's own
+step count (one per optimiser step) is not used.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import lightning as L
 import torch
 
-from mien.errors import MienError
-from mien.models.base import GenerativeModel
+from mien.errors import ConfigError, MienError
+from mien.models.base import GenerativeModel, Phase
 from mien.train.config import TrainConfig
 
 
@@ -27,6 +44,14 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 9_176 + rank * 7_919) % (2**63 - 1)
 
 
+def lazy_ratio(phases: list[Phase], group: str) -> float:
+    """c = k / (k + 1) for the lazy phase of period k on ``group`` (1 when there is none)."""
+    periods = {p.every for p in phases if p.group == group and p.lazy}
+    if len(periods) > 1:
+        raise ConfigError(f"group {group!r} has lazy phases of periods {sorted(periods)}; use one period per group")
+    return next((k / (k + 1) for k in periods), 1.0)
+
+
 class TrainingModule(L.LightningModule):
     def __init__(self, model: GenerativeModel, cfg: TrainConfig, out_dir: str = ""):
         super().__init__()
@@ -34,63 +59,101 @@ class TrainingModule(L.LightningModule):
         self.automatic_optimization = False
         self.group_params = model.param_groups()
         self.groups = list(self.group_params)
+        self.phases = model.phases()
+        unknown = sorted({p.group for p in self.phases} - set(self.groups))
+        unknown += sorted(set(cfg.optim) - set(self.groups))
+        if unknown:
+            raise ConfigError(f"parameter group {unknown[0]!r} is not one of {self.model.model_name}'s groups "
+                              f"({', '.join(self.groups)}); fix train.optim")
+        self.step = 0
+        self.statistics = None  # what fit_data fitted before step 0 (recorded in meta.json)
         self.ema = None
         if cfg.ema_decay > 0:
             self.ema = copy.deepcopy(model).requires_grad_(False)
+            prefixes = model.ema_modules()
+            self.ema_names = [n for n, _ in model.named_parameters()
+                              if any(p == "" or n == p or n.startswith(p + ".") for p in prefixes)]
+
+    # --- optimisers ------------------------------------------------------------------------------
+    def group_settings(self, group: str) -> dict:
+        """Adam settings of ``group`` after the lazy-regularisation correction."""
+        opt = self.cfg.group_optim(group)
+        c = lazy_ratio(self.phases, group)
+        return {**opt, "lr": opt["lr"] * c, "betas": tuple(b ** c for b in opt["betas"])}
 
     def configure_optimizers(self):
-        optimisers, schedulers = [], []
-        for name in self.groups:
-            lr = float(self.cfg.group_lr.get(name, self.cfg.lr))
-            opt = torch.optim.Adam(self.group_params[name], lr=lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay)
-            optimisers.append(opt)
-            warm = max(1, self.cfg.warmup_steps)
-            schedulers.append(torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm)))
-        return optimisers, schedulers
+        settings = {g: self.group_settings(g) for g in self.groups}
+        self.base_lr = {g: s["lr"] for g, s in settings.items()}
+        adam = torch.optim.AdamW if self.cfg.optimizer == "adamw" else torch.optim.Adam
+        return [adam(self.group_params[g], **settings[g]) for g in self.groups]
 
+    def _optimisers(self) -> dict:
+        opts = self.optimizers()
+        return dict(zip(self.groups, opts if isinstance(opts, list) else [opts]))
+
+    def lr_factor(self, step: int) -> float:
+        """min(1, (s + 1) / warmup) times 1 (constant) or 0.5 (1 + cos(pi s / max_steps)) (cosine)."""
+        warm = min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        if self.cfg.lr_schedule == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / self.cfg.max_steps)))
+        return warm
+
+    # --- the step ------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        step = self.global_step // max(1, len(self.groups))  # Lightning counts one step per optimiser
+        step = self.step
         torch.manual_seed(step_seed(self.cfg.seed, step, self.global_rank))
-        self.model.train_step = step
-        terms = self.model.loss(batch)
-        bad = [k for k, v in terms.items() if torch.is_tensor(v) and not torch.isfinite(v).all()]
-        if bad:
-            raise NonFiniteLoss(
-                f"{bad[0]} became {terms[bad[0]].item()} at step {step}; the last good checkpoint in "
-                f"{self.out_dir or 'the run folder'} is kept; lower train.lr or set train.grad_clip and resume")
-        optimisers = self.optimizers()
-        optimisers = optimisers if isinstance(optimisers, list) else [optimisers]
-        for opt in optimisers:
+        optimisers, logged = self._optimisers(), {}
+        for phase in self.phases:
+            if step % phase.every:
+                continue
+            terms = phase.loss(batch, step)
+            self._check_finite(terms, phase, step)
+            opt, params = optimisers[phase.group], self.group_params[phase.group]
+            for g in opt.optimizer.param_groups:
+                g["lr"] = self.base_lr[phase.group] * self.lr_factor(step)
             opt.zero_grad(set_to_none=True)
-        for i, (name, opt) in enumerate(zip(self.groups, optimisers)):
-            loss = terms["loss" if name == "model" else f"loss_{name}"]
-            if len(self.groups) == 1:
-                self.manual_backward(loss)
-            else:
-                self.manual_backward(loss, inputs=self.group_params[name], retain_graph=i < len(self.groups) - 1)
-        for opt in optimisers:
+            self.manual_backward(terms["loss"] * (phase.every if phase.lazy else 1), inputs=params)
             if self.cfg.grad_clip > 0:
                 self.clip_gradients(opt, gradient_clip_val=self.cfg.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
-        schedulers = self.lr_schedulers()
-        for sched in schedulers if isinstance(schedulers, list) else [schedulers]:
-            sched.step()
+            logged.update({(phase.log_key if k == "loss" else k): v.detach() for k, v in terms.items()
+                           if torch.is_tensor(v)})
         if self.ema is not None:
             self._update_ema(min(self.cfg.ema_decay, (1 + step) / (10 + step)))
-        n = _batch_size(batch)
-        self.log("loss", terms["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        if step % max(1, self.cfg.log_every) == 0 or step + 1 == self.cfg.max_steps:
-            logged = {k: v.detach().float().mean() for k, v in terms.items() if torch.is_tensor(v) and k != "loss"}
-            self.log_dict(logged, prog_bar=False, on_step=True, on_epoch=False, batch_size=n)
+        self.step = step + 1
+        self._log(logged, batch, step)
+        if self.step >= self.cfg.max_steps:
+            self.trainer.should_stop = True
         return None
+
+    def _check_finite(self, terms: dict, phase: Phase, step: int) -> None:
+        bad = [k for k, v in terms.items() if torch.is_tensor(v) and not torch.isfinite(v).all()]
+        if bad:
+            raise NonFiniteLoss(
+                f"{bad[0]} of phase {phase.name} became {terms[bad[0]].float().mean().item()} at step {step}; "
+                f"the last good checkpoint in {self.out_dir or 'the run folder'} is kept; "
+                "lower train.lr or set train.grad_clip and resume")
+
+    def _log(self, logged: dict, batch, step: int) -> None:
+        n = _batch_size(batch)
+        losses = {k: v.float().mean() for k, v in logged.items() if k == "loss" or k.startswith("loss_")}
+        self.log_dict(losses, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        if step % max(1, self.cfg.log_every) == 0 or step + 1 == self.cfg.max_steps:
+            rest = {k: v.float().mean() for k, v in logged.items() if k not in losses}
+            self.log_dict(rest, prog_bar=False, on_step=True, on_epoch=False, batch_size=n)
 
     @torch.no_grad()
     def _update_ema(self, decay: float):
-        """ema <- decay * ema + (1 - decay) * weights; buffers (e.g. norm statistics) are copied.
-        The engine warms the decay up as min(ema_decay, (1 + step) / (10 + step)), so that short
-        runs are not dominated by the initial weights."""
-        ema_p = list(self.ema.parameters())
-        torch._foreach_lerp_(ema_p, [p.detach() for p in self.model.parameters()], 1 - decay)
+        """ema <- decay * ema + (1 - decay) * weights for the parameters of ``ema_modules``; the
+        other parameters and all buffers (e.g. norm statistics) are copied. The engine warms the
+        decay up as min(ema_decay, (1 + step) / (10 + step)), so that short runs are not dominated
+        by the initial weights."""
+        live, ema = dict(self.model.named_parameters()), dict(self.ema.named_parameters())
+        averaged = set(self.ema_names)
+        torch._foreach_lerp_([ema[n] for n in self.ema_names], [live[n].detach() for n in self.ema_names], 1 - decay)
+        for n, p in ema.items():
+            if n not in averaged:
+                p.copy_(live[n])
         for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
             b_ema.copy_(b)
 
@@ -98,14 +161,28 @@ class TrainingModule(L.LightningModule):
         """The weights to ship: the EMA copy when EMA is on."""
         return self.ema if self.ema is not None else self.model
 
+    # --- resumable state -------------------------------------------------------------------------
+    def on_train_batch_start(self, batch, batch_idx):
+        """Before step 0 of a new run the model fits its data statistics (``fit_data``) on the
+        first batch, with the random state step 0 will have; a resumed run past max_steps stops."""
+        if self.step >= self.cfg.max_steps:
+            self.trainer.should_stop = True
+            return -1
+        if self.statistics is None:
+            torch.manual_seed(step_seed(self.cfg.seed, 0, self.global_rank))
+            with torch.no_grad():
+                self.statistics = self.model.fit_data(batch)
+        return None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["mien"] = {"step": self.step, "statistics": self.statistics}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.step, self.statistics = int(checkpoint["mien"]["step"]), checkpoint["mien"]["statistics"]
+
 
 def _batch_size(batch) -> int:
     for v in batch.values():
         if torch.is_tensor(v):
             return len(v)
     return 1
-
-
-def total_steps(max_steps: int, groups: int) -> int:
-    """Lightning's global step advances once per optimiser step."""
-    return max_steps * groups if max_steps > 0 else -1

@@ -11,45 +11,50 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from mien.errors import ConfigError
 from mien.io import atomic_write_text
-from mien.models.base import build_model, model_fields
+from mien.models.base import build_model
 from mien.train import checkpoint
 from mien.train.config import RunConfig
 from mien.train.data import ResumableLoader, StepBatchSampler, make_dataset
-from mien.train.module import TrainingModule, total_steps
+from mien.train.module import TrainingModule
 
 
 class ModelFolder(Callback):
-    """Writes the checkpoint files of the inference weights every ``every`` steps and at the end."""
+    """Every ``every`` steps and at the end: the checkpoint files of the inference weights and
+    Lightning's resumable state ``state/last.ckpt`` (written to a temporary file, then renamed)."""
 
-    def __init__(self, out: Path, config: dict, meta: dict, every: int, groups: int):
-        self.out, self.config, self.meta, self.every, self.groups = out, config, meta, every, groups
+    def __init__(self, out: Path, config: dict, meta: dict, every: int):
+        self.out, self.config, self.meta, self.every = out, config, meta, every
         self.start = time.time()
 
     def _save(self, trainer, module: TrainingModule):
+        state = self.out / "state" / "last.ckpt"
+        tmp = state.with_name(f".last.ckpt.{os.getpid()}.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.global_rank != 0:
             return
-        steps = trainer.global_step // self.groups
+        os.replace(tmp, state)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        meta = {**self.meta, "steps": steps, "train_seconds": round(time.time() - self.start, 1), "metrics": metrics}
+        meta = {**self.meta, "steps": module.step, "train_seconds": round(time.time() - self.start, 1),
+                "metrics": metrics, "statistics": module.statistics}
         checkpoint.save(module.inference_model(), self.out, self.config, meta)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.every and (trainer.global_step // self.groups) % self.every == 0:
+        if self.every and module.step % self.every == 0 and module.step < module.cfg.max_steps:
             self._save(trainer, module)
 
     def on_train_end(self, trainer, module):
-        trainer.save_checkpoint(self.out / "state" / "last.ckpt", weights_only=False)  # a finished run can be extended
-        self._save(trainer, module)
+        self._save(trainer, module)  # a finished run can be extended with a larger max_steps
 
 
 class _Data(L.LightningDataModule):
@@ -85,6 +90,19 @@ def _prepend_rows(path: Path, earlier: list[dict]) -> None:
     atomic_write_text(path, text.getvalue())
 
 
+def start_from(model, folder) -> list[str]:
+    """Copy into ``model`` the weights of checkpoint ``folder`` whose names and shapes match
+    (a second training stage, or a new head on a trained trunk); returns the names left as built."""
+    theirs = read_weights(folder)
+    ours = model.state_dict()
+    same = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    if not same:
+        raise ConfigError(f"no weight of {folder} fits this model; train.init_from needs a checkpoint "
+                          "of the same architecture")
+    model.load_state_dict(same, strict=False)
+    return sorted(set(ours) - set(same))
+
+
 def _epochs(cfg: RunConfig, n: int) -> int:
     """Enough epochs for max_steps (which ends the run first), whatever the number of processes."""
     world = cfg.train.num_nodes * (cfg.train.devices if isinstance(cfg.train.devices, int) else 64)
@@ -105,33 +123,28 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = _Data(cfg, dataset)
-    fields = model_fields(cfg.model.get("name"))
-    if "dataset_size" in fields:  # estimators that need N (beta-TCVAE's MWS)
-        cfg.model.setdefault("dataset_size", len(data.dataset))
-    condition = cfg.model.get("condition")
-    factor = {f.name: f for f in getattr(data.dataset, "factors", [])}.get(condition)
-    if "class_names" in fields and factor is not None and factor.values and not cfg.model.get("class_names"):
-        cfg.model["class_names"] = list(factor.values)  # conditions by name, from the data's factor schema
-        cfg.model.setdefault("num_classes", len(factor.values))
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, data=data.dataset)
+    if cfg.train.init_from and not resume:
+        started = start_from(model, cfg.train.init_from)
     module = TrainingModule(model, cfg.train, str(out))
     config = cfg.to_dict()
     config["model"] = model.config_dict()
     meta = {"model": model.model_name, "parameters": sum(p.numel() for p in model.parameters()),
             "data": {k: v for k, v in config["data"].items() if k in ("source", "path", "size", "n", "seed", "design")}}
-    groups = len(module.groups)
-    callbacks = [ModelFolder(out, config, meta, cfg.train.save_every, groups),
-                 ModelCheckpoint(dirpath=out / "state", filename="last", save_last=False,
-                                 every_n_train_steps=max(1, cfg.train.save_every) * groups, save_top_k=1,
-                                 enable_version_counter=False)]
+    if cfg.train.init_from:
+        meta["init_from"] = {"folder": str(cfg.train.init_from), "recipe": read_meta(cfg.train.init_from).get("recipe")}
+    callbacks = [ModelFolder(out, config, meta, cfg.train.save_every)]
     if progress:
         callbacks.append(RichProgressBar())
+    # the engine stops itself at train.max_steps; Lightning's limit (it counts optimiser steps) is
+    # an upper bound it never reaches, set so that Lightning resumes mid-epoch (iteration-based)
     trainer = L.Trainer(
-        max_steps=total_steps(cfg.train.max_steps, groups), max_epochs=_epochs(cfg, len(data.dataset)), accelerator=cfg.train.accelerator,
+        max_steps=cfg.train.max_steps * len(module.phases) + 1, max_epochs=_epochs(cfg, len(data.dataset)), accelerator=cfg.train.accelerator,
         devices=cfg.train.devices, strategy=cfg.train.strategy, num_nodes=cfg.train.num_nodes,
         precision=cfg.train.precision, logger=CSVLogger(out, name="", version=""), callbacks=callbacks,
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
-        use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=out)
+        enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
+        default_root_dir=out)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
