@@ -8,7 +8,7 @@ import pytest
 from mien.data.folder import export_samples
 from mien.data.world import WorldDataset
 from mien.models import build_model
-from mien.train import checkpoint
+from mien.models import checkpoint
 from model_helpers import single_thread  # noqa: F401
 
 

@@ -34,7 +34,7 @@ def test_fit_writes_a_loadable_checkpoint(tmp_path):
     model = mien.load(out)
     w = weights(out)
     assert all(torch.equal(v, w[k]) for k, v in model.state_dict().items())
-    meta = mien.train.checkpoint.read_meta(out)
+    meta = mien.models.checkpoint.read_meta(out)
     assert meta["steps"] == 12 and meta["model"] == "vae" and "loss" in meta["metrics"]
     x = torch.zeros(2, 3, 32, 32)
     assert model.reconstruct(x).shape == x.shape
@@ -78,7 +78,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg.model = {"name": "exploding_test", "image_size": 32}
     with pytest.raises(NonFiniteLoss, match="step 7.*last good checkpoint"):
         fit(cfg, tmp_path / "run", progress=False)
-    meta = mien.train.checkpoint.read_meta(tmp_path / "run")
+    meta = mien.models.checkpoint.read_meta(tmp_path / "run")
     assert meta["steps"] == 5
     w = weights(tmp_path / "run")
     assert all(torch.isfinite(v).all() for v in w.values())
@@ -239,7 +239,7 @@ def test_phases_resume_bit_identically(tmp_path, cut):
     fit(toy(12, ema_decay=0.9), tmp_path / "cut", resume=True, progress=False, dataset=Points())
     a, b = weights(tmp_path / "full"), weights(tmp_path / "cut")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
-    assert mien.train.checkpoint.read_meta(tmp_path / "cut")["steps"] == 12
+    assert mien.models.checkpoint.read_meta(tmp_path / "cut")["steps"] == 12
 
 
 def test_phases_run_on_their_periods_and_step_only_their_group(tmp_path):

@@ -62,5 +62,5 @@ def test_ddp_on_two_cpu_processes_yields_a_loadable_checkpoint(tmp_path):
                  "--devices", "2", "--strategy", "ddp", "--out", run, "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     model = mien.load(run)
-    assert mien.train.checkpoint.read_meta(run)["steps"] == 4
+    assert mien.models.checkpoint.read_meta(run)["steps"] == 4
     assert model.reconstruct(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)

@@ -8,7 +8,7 @@ import mien
 from mien import zoo
 from mien.errors import ConfigError, DataError
 from mien.models import build_model
-from mien.train import checkpoint
+from mien.models import checkpoint
 
 
 @pytest.fixture

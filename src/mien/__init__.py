@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 
 def load(ckpt_dir, device="cpu"):
     """Rebuild any model from a mien checkpoint folder (model.safetensors + config.yaml + meta.json)."""
-    from mien.train.checkpoint import load as _load
+    from mien.models.checkpoint import load as _load
 
     return _load(ckpt_dir, device)
 

@@ -59,7 +59,7 @@ def ckpt(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
     from mien.data.folder import FolderDataset
     from mien.errors import ConfigError
     from mien.metrics.evaluate import dataset_batches, evaluate_model
-    from mien.train.checkpoint import training_world
+    from mien.models.checkpoint import training_world
 
     if n < 10:
         raise ConfigError(f"--n {n} is too small to score; use at least 10")

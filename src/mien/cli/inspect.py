@@ -19,7 +19,7 @@ def _data_batch(data: str, ckpt: Path, size: int, n: int, seed: int, indices: li
     """Images from 'world' (with the world settings the checkpoint was trained on) or a folder."""
     from mien.data.folder import FolderDataset
     from mien.errors import ConfigError
-    from mien.train.checkpoint import training_world
+    from mien.models.checkpoint import training_world
 
     idx = indices if indices is not None else list(range(n))
     if data == "world":

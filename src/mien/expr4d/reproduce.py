@@ -25,7 +25,7 @@ FILL_ROWS = {"end": "FFE", "middle": "FFM", "begin": "FFB"}
 
 def _train(cfg, out: Path, progress: bool) -> Path:
     from mien.train import fit
-    from mien.train.checkpoint import read_meta
+    from mien.models.checkpoint import read_meta
 
     if (out / "meta.json").is_file() and read_meta(out).get("steps", 0) >= cfg.train.max_steps:
         return out

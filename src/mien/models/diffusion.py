@@ -69,7 +69,7 @@ class Diffusion(GenerativeModel):
         if c.autoencoder_config:
             ae = build_model(c.autoencoder_config)
         else:
-            from mien.train.checkpoint import load
+            from mien.models.checkpoint import load
 
             ae = load(c.autoencoder)
             c.autoencoder_config = ae.config_dict()

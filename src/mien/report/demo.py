@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from mien.errors import ConfigError
-from mien.train.checkpoint import read_meta, training_world
+from mien.models.checkpoint import read_meta, training_world
 
 VAES = ("vae", "tcvae", "arvae")
 MODELS = VAES + ("vqvae", "ldm")

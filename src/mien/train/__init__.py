@@ -1,6 +1,6 @@
-"""The training engine: one Lightning module for every model, checkpoint folders, ``mien.load``."""
+"""The training engine: one Lightning module for every model and every schedule (phases)."""
 
-from mien.train.checkpoint import load
+from mien.models.checkpoint import load
 from mien.train.config import RunConfig, load_run_config, run_config
 from mien.train.run import fit
 

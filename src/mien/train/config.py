@@ -5,25 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mien.config import from_dict, load_yaml, merge, parse_overrides, to_dict
+from mien.data.source import DataConfig
 from mien.errors import ConfigError
-
-
-@dataclass
-class DataConfig:
-    """Where batches come from: the world on the fly (default) or a folder (``path``)."""
-
-    source: str = "world"
-    path: str | None = None
-    size: int = 64
-    n: int = 20000
-    seed: int = 0
-    design: str = "iid"
-    fixed: dict = field(default_factory=dict)
-    ranges: dict = field(default_factory=dict)
-    n_identities: int | None = None
-    frames: list[int] = field(default_factory=lambda: [35, 45])  # sequence lengths (source: sequences)
-    batch_size: int = 64
-    num_workers: int = 0
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Training data: the data set of a run and a loader whose order is a pure function of
+"""Training data: a loader whose order is a pure function of
 (seed, epoch, batch), resumable mid-epoch (Lightning saves and restores its state)."""
 
 from __future__ import annotations
@@ -7,26 +7,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mien.errors import ConfigError
-from mien.train.config import DataConfig
-
-
-def make_dataset(cfg: DataConfig) -> Dataset:
-    """The world on the fly, its landmark sequences (``source: sequences``, collated by padding),
-    or a folder of images (``data.path``)."""
-    if cfg.source == "sequences":
-        from mien.data.world.sequences import WorldSequenceDataset, pad_sequences
-
-        dataset = WorldSequenceDataset(cfg.n, cfg.seed, tuple(cfg.frames), n_identities=cfg.n_identities)
-        dataset.collate = pad_sequences
-        return dataset
-    if cfg.source == "world":
-        from mien.data.world import WorldDataset
-
-        return WorldDataset(cfg.n, cfg.size, cfg.seed, cfg.design, fixed=cfg.fixed, ranges=cfg.ranges,
-                            n_identities=cfg.n_identities)
-    from mien.data.folder import FolderDataset
-
-    return FolderDataset(cfg.path, size=cfg.size)
 
 
 class StepBatchSampler:

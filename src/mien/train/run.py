@@ -22,10 +22,12 @@ from lightning.pytorch.loggers import CSVLogger
 
 from mien.errors import ConfigError
 from mien.io import atomic_write_text
+from mien.data.source import make_dataset
 from mien.models.base import build_model
-from mien.train import checkpoint
+from mien.models import checkpoint
+from mien.models.checkpoint import read_meta, read_weights
 from mien.train.config import RunConfig
-from mien.train.data import ResumableLoader, StepBatchSampler, make_dataset
+from mien.train.data import ResumableLoader, StepBatchSampler
 from mien.train.module import TrainingModule
 
 
@@ -124,15 +126,15 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = _Data(cfg, dataset)
     model = build_model(cfg.model, data=data.dataset)
-    if cfg.train.init_from and not resume:
-        started = start_from(model, cfg.train.init_from)
+    as_built = start_from(model, cfg.train.init_from) if cfg.train.init_from and not resume else []
     module = TrainingModule(model, cfg.train, str(out))
     config = cfg.to_dict()
     config["model"] = model.config_dict()
     meta = {"model": model.model_name, "parameters": sum(p.numel() for p in model.parameters()),
             "data": {k: v for k, v in config["data"].items() if k in ("source", "path", "size", "n", "seed", "design")}}
     if cfg.train.init_from:
-        meta["init_from"] = {"folder": str(cfg.train.init_from), "recipe": read_meta(cfg.train.init_from).get("recipe")}
+        meta["init_from"] = {"folder": str(cfg.train.init_from), "recipe": read_meta(cfg.train.init_from).get("recipe"),
+                             "not_copied": as_built}
     callbacks = [ModelFolder(out, config, meta, cfg.train.save_every)]
     if progress:
         callbacks.append(RichProgressBar())

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from mien.errors import ConfigError
-from mien.train.checkpoint import FILES, read_config, read_meta
+from mien.models.checkpoint import FILES, read_config, read_meta
 
 ZOO = Path(__file__).parent / "weights"
 

@@ -50,10 +50,11 @@ def training_world(ckpt_dir, n: int, seed: int, size: int | None = None, **fixed
     """``n`` world faces drawn as the checkpoint's training data were (design, fixed factors,
     ranges, identities), from ``seed``, at ``size`` (default: the training size); ``fixed``
     holds more factors constant (e.g. ``expression="neutral"``)."""
+    from mien.data.source import DEFAULT_SIZE
     from mien.data.world import WorldDataset
 
     data = read_config(ckpt_dir).get("data") or {}
-    return WorldDataset(n, size or data.get("size", 32), seed, data.get("design", "iid"),
+    return WorldDataset(n, size or data.get("size", DEFAULT_SIZE), seed, data.get("design", "iid"),
                         fixed={**(data.get("fixed") or {}), **fixed}, ranges=data.get("ranges") or {},
                         n_identities=data.get("n_identities"))
 
@@ -65,23 +66,28 @@ def read_meta(ckpt_dir) -> dict:
         raise DataError(f"{Path(ckpt_dir) / 'meta.json'} is corrupt; restore it from the run or retrain") from None
 
 
-def load(ckpt_dir, device: str | torch.device = "cpu"):
-    """Rebuild the model of a checkpoint folder with its weights, in eval mode."""
+def read_weights(ckpt_dir, device: str | torch.device = "cpu") -> dict:
+    """The tensors of ``model.safetensors`` in a checkpoint folder (never unpickled)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from mien.models.base import build_model
-
     d = Path(ckpt_dir)
-    config = read_config(d)
-    model = build_model(config["model"])
+    read_config(d)
     try:
-        state = load_file(str(d / "model.safetensors"), device=str(device))
+        return load_file(str(d / "model.safetensors"), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise DataError(f"{d / 'model.safetensors'} is corrupt or unreadable ({str(e).splitlines()[0]}); "
                         "retrain or restore the file") from None
+
+
+def load(ckpt_dir, device: str | torch.device = "cpu"):
+    """Rebuild the model of a checkpoint folder with its weights, in eval mode."""
+    from mien.models.base import build_model
+
+    d = Path(ckpt_dir)
+    model = build_model(read_config(d)["model"])
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(read_weights(d, device))
     except RuntimeError as e:
         raise DataError(f"{d / 'model.safetensors'} does not match its config.yaml "
                         f"({str(e).splitlines()[-1].strip()}); use the files written together by one run") from None
