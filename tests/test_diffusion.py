@@ -269,20 +269,30 @@ def test_timestep_grids_and_errors():
         make_betas("quadratic", 10)
 
 
-def test_guidance_with_a_classifier_trained_on_noisy_inputs():
-    from mien.diffusion.guidance import NoisyClassifier, train_noisy_classifier
+def test_guidance_with_a_classifier_trained_on_noisy_inputs(tmp_path):
+    """The noisy classifier trained by the engine on two Gaussian blobs steers samples of their
+    mixture to the requested one."""
+    import mien
+    from mien.train import fit, run_config
 
     sched = NoiseSchedule.make("linear", 1000)
     centres = [torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 0.0])]
     eps, _ = mixture_models(sched, centres, 0.5)
     g = torch.Generator().manual_seed(0)
+    y_all = torch.randint(2, (128 * 300,), generator=g)
+    x_all = torch.stack(centres)[y_all] + 0.5 * torch.randn(len(y_all), 2, generator=g)
 
-    def data(n):
-        y = torch.randint(2, (n,), generator=g)
-        return torch.stack(centres)[y] + 0.5 * torch.randn(n, 2, generator=g), y
+    class Blobs(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(y_all)
 
-    torch.manual_seed(0)
-    clf = train_noisy_classifier(NoisyClassifier((2,), 2, hidden=32), sched, data, steps=300, generator=g)
+        def batch(self, idx):
+            return {"x": x_all[idx], "label": y_all[idx]}
+
+    cfg = run_config({"model": {"name": "noisy_classifier", "input": "x", "hidden": 32},
+                      "data": {"batch_size": 128}, "train": {"max_steps": 300, "lr": 1e-3, "save_every": 0}})
+    clf = mien.load(fit(cfg, tmp_path / "clf", progress=False, dataset=Blobs()))
+    assert clf.config.in_shape == [2]
     x_T = torch.randn(300, 2, generator=torch.Generator().manual_seed(1))
     y = torch.ones(300, dtype=torch.long)
     guided = sampling.sample(classifier_guided(eps, clf, y, 3.0, sched), sched, x_T, sampling.timesteps(1000, 50))

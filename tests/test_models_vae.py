@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mien.errors import ConfigError
-from mien.models import MODELS, build_model
+from mien.models import build_model, families
 from mien.models.vae import kl_normal, permute_dims, tc_mws
 from model_helpers import SMALL, mean_of, reconstruction_vs_mean, single_thread, train, world_pool  # noqa: F401
 
@@ -179,7 +179,8 @@ AUTOENCODERS = ["ae", "arvae", "beta_vae", "capacity_vae", "factorvae", "klae", 
 
 def test_every_autoencoder_family_is_covered():
     sequence_models = {"expr4d", "actor"}  # tested in test_expr4d.py
-    assert {n for n in MODELS if not n.endswith("_test")} == set(AUTOENCODERS) | {"diffusion"} | sequence_models
+    networks = {"evaluator", "sequence_classifier", "noisy_classifier"}  # test_evaluator.py, test_diffusion.py
+    assert {n for n in families() if not n.endswith("_test")} == set(AUTOENCODERS) | {"diffusion"} | sequence_models | networks
 
 
 @pytest.mark.parametrize("name", AUTOENCODERS)
@@ -203,7 +204,7 @@ def test_interface_shapes_and_seeded_sampling(name):
     assert twin.config == model.config
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(families()))
 def test_unknown_config_key_is_a_config_error(name):
     with pytest.raises(ConfigError, match="nosuchkey"):
         build_model({"name": name, "nosuchkey": 1})

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mien
-from mien.models.base import MODELS
+from mien.models.base import families
 from mien.train import fit, load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_every_tiny_preset_trains_and_loads(preset, tmp_path):
         assert cfg.data.frames[0] <= samples.shape[1] <= cfg.data.frames[1]
     else:
         assert samples.shape == (2, 3, 32, 32)
-    assert type(model) is MODELS[cfg.model["name"]][1]
+    assert type(model) is families()[cfg.model["name"]][1]
 
 
 def test_train_and_inspect_from_the_command_line(tmp_path):

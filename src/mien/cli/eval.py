@@ -17,9 +17,9 @@ _METRICS_HELP = "Comma-separated metric names (fid,kid,pr,pr_class,psnr,ssim,lpi
 
 
 def _evaluator(path: Path | None, size: int):
-    from mien.evaluator import load_evaluator
+    from mien.evaluator import evaluator_for
 
-    return load_evaluator(64 if size >= 64 else 32, path)
+    return evaluator_for(size, path)
 
 
 def _bar(total: int):

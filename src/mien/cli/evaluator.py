@@ -1,4 +1,5 @@
-"""``mien evaluator``: train the evaluator networks (the recipes of the shipped weights)."""
+"""``mien evaluator``: train the evaluator networks (the recipes of the shipped weights) with the
+engine, then record their held-out scores in meta.json."""
 
 from __future__ import annotations
 
@@ -10,10 +11,22 @@ app = typer.Typer(help="Train mien's evaluator networks (image CNN, landmark-seq
                   no_args_is_help=True)
 
 
-def _report(out: Path, meta: dict) -> None:
+def _fit(recipe: dict, out: Path, scores, progress: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from mien.metrics.heldout import HELDOUT_SEED
+    from mien.models import checkpoint
+    from mien.train import fit, run_config
+
+    fit(run_config(recipe), out, progress=progress)
+    model = checkpoint.load(out)
+    extra = {"heldout_seed": HELDOUT_SEED, "heldout": scores(model)}
+    if recipe["model"]["name"] == "evaluator":
+        from mien.evaluator.weights import world_fingerprint
+
+        extra["world_fingerprint"] = world_fingerprint(model.config.size)
+    meta = checkpoint.update_meta(out, recipe=recipe, **extra)
     table = Table("held-out score", "value", title=f"wrote {out}")
     for k, v in meta["heldout"].items():
         table.add_row(k, f"{v:.4f}")
@@ -28,29 +41,26 @@ def train(size: int = typer.Option(64, help="Image size in pixels (32, 64, 128).
           seed: int = typer.Option(0, help="World and initialisation seed."),
           lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, warm-up then cosine decay)."),
           sex_weight: float = typer.Option(4.0, help="Weight of the sex label against the other attributes."),
-          init: Path = typer.Option(None, help="Start from this weights folder (a second training stage)."),
-          out: Path = typer.Option(None, help="Weights folder to write (default: evaluator-SIZE).")):
-    """Train the image evaluator on world faces and write model.safetensors + meta.json.
+          init: Path = typer.Option(None, help="Start from this evaluator folder (a second training stage)."),
+          out: Path = typer.Option(None, help="Checkpoint folder to write (default: evaluator-SIZE)."),
+          progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
+    """Train the image evaluator on world faces (a mien checkpoint folder with held-out scores).
     The shipped 64-px weights: `--steps 4000 --sex-weight 1 --out A`, then
     `--steps 1200 --seed 1 --lr 5e-4 --init A`."""
-    from mien.evaluator.train import train_evaluator
-    from mien.evaluator.weights import save_weights
-    from mien.io import ensure_writable_dir
+    from mien.evaluator.recipes import evaluator_recipe
+    from mien.metrics.heldout import evaluator_scores
 
-    out = ensure_writable_dir(out or Path(f"evaluator-{size}"))
-    model, meta = train_evaluator(size, steps, batch_size, seed, identities, lr, sex_weight, init)
-    _report(save_weights(model, out, "evaluator", meta), meta)
+    recipe = evaluator_recipe(size, steps, batch_size, seed, identities, lr, sex_weight, init)
+    _fit(recipe, out or Path(f"evaluator-{size}"), evaluator_scores, progress)
 
 
 @app.command("train-sequence")
 def train_sequence(steps: int = typer.Option(1500, help="Training steps (each a fresh batch of sequences)."),
                    seed: int = typer.Option(0, help="World and initialisation seed."),
-                   out: Path = typer.Option(Path("sequence-classifier"), help="Weights folder to write.")):
+                   out: Path = typer.Option(Path("sequence-classifier"), help="Checkpoint folder to write."),
+                   progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
     """Train the landmark-sequence classifier (LSTM + linear, Zou §3.6) on world sequences."""
-    from mien.evaluator.train import train_sequence_classifier
-    from mien.evaluator.weights import save_weights
-    from mien.io import ensure_writable_dir
+    from mien.evaluator.recipes import sequence_recipe
+    from mien.metrics.heldout import sequence_scores
 
-    out = ensure_writable_dir(out)
-    model, meta = train_sequence_classifier(steps, seed=seed)
-    _report(save_weights(model, out, "sequence", meta), meta)
+    _fit(sequence_recipe(steps, seed=seed), out, sequence_scores, progress)

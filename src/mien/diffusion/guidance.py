@@ -70,29 +70,6 @@ def inpaint(x0_known: torch.Tensor, mask: torch.Tensor, schedule: NoiseSchedule,
     return hook
 
 
-class NoisyClassifier(nn.Module):
-    """A classifier of noisy inputs p_phi(y | x_t, t) for classifier guidance: an MLP (flat
-    inputs) or a small CNN (images) with a sinusoidal timestep embedding added to its features."""
-
-    def __init__(self, in_shape: tuple[int, ...], num_classes: int, hidden: int = 128, T: int = 1000):
-        super().__init__()
-        self.T = T
-        if len(in_shape) == 1:
-            self.features = nn.Sequential(nn.Linear(in_shape[0], hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        else:
-            c = in_shape[0]
-            self.features = nn.Sequential(
-                nn.Conv2d(c, hidden // 4, 3, 2, 1), nn.SiLU(), nn.Conv2d(hidden // 4, hidden // 2, 3, 2, 1), nn.SiLU(),
-                nn.Conv2d(hidden // 2, hidden, 3, 2, 1), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.time = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU())
-        self.head = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, num_classes))
-        self.hidden = hidden
-
-    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
-        t = torch.as_tensor(t, device=x.device).float().expand(len(x))
-        return self.head(self.features(x) + self.time(timestep_embedding(t, self.hidden)))
-
-
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps: [cos(t w_k), sin(t w_k)]."""
     half = dim // 2
@@ -100,22 +77,3 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     args = t.float()[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], -1)
     return nn.functional.pad(emb, (0, dim % 2))
-
-
-def train_noisy_classifier(classifier: NoisyClassifier, schedule: NoiseSchedule, data: Callable[[int], tuple],
-                           steps: int = 500, batch_size: int = 128, lr: float = 1e-3,
-                           generator: torch.Generator | None = None) -> NoisyClassifier:
-    """Fit p_phi(y | x_t, t) by cross-entropy on x_t ~ q(x_t | x0), t ~ U{0..T-1};
-    ``data(n)`` returns a batch (x0, y)."""
-    opt = torch.optim.Adam(classifier.parameters(), lr=lr)
-    for _ in range(steps):
-        x0, y = data(batch_size)
-        t = torch.randint(schedule.T, (len(x0),), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        xt = schedule.q_sample(x0, t, noise)
-        logits = classifier(xt, t)
-        loss = nn.functional.cross_entropy(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return classifier.eval()

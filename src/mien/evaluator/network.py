@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mien.errors import ConfigError
+from mien.models.base import GenerativeModel, ModelConfig, register
 
 ATTRIBUTES = ("sex", "glasses", "beard", "hat")
 POSE = ("yaw", "pitch", "roll")
@@ -26,27 +27,56 @@ POSE_SCALE = (35.0, 15.0, 12.0)  # degrees mapped to 1 (the world's pose ranges)
 
 
 @dataclass
-class EvaluatorConfig:
-    """Architecture of an evaluator: input ``size`` (32..256, a power of two), stage widths
-    (stages at 32, 16, 8 and 4 px), the neck width and the identity embedding width."""
+class EvaluatorConfig(ModelConfig):
+    """An evaluator: input ``size`` (32..256, a power of two; from the data), stage widths
+    (stages at 32, 16, 8 and 4 px), the neck width and the identity embedding width. Training
+    only: ``identities``, the ArcFace classes (the world identities trained on; 0: no ArcFace
+    head, as in the shipped weights, which keep only the embedding), and ``sex_weight``, the
+    weight of the sex label against the other attributes."""
 
+    name: str = "evaluator"
     size: int = 64
     widths: list[int] = field(default_factory=lambda: [24, 48, 96, 160])
     neck: int = 256
     embed_dim: int = 64
     n_expressions: int = 8
+    identities: int = 0
+    sex_weight: float = 4.0
+
+    @classmethod
+    def from_data(cls, section: dict, data) -> "EvaluatorConfig":
+        size = getattr(data, "size", None)
+        return super().from_data({"size": size, **section} if size else section, data)
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class Evaluator(nn.Module):
-    """Images B x 3 x S x S in [-1, 1] -> dict of head outputs (see :meth:`forward`)."""
+class ArcFace(nn.Module):
+    """Additive angular margin softmax (Deng et al. 2019): logits s * cos(theta_y + m) for the
+    true class and s * cos(theta_j) for the others, on unit embeddings and unit class weights."""
+
+    def __init__(self, embed_dim: int, n_classes: int, s: float = 30.0, m: float = 0.3):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_classes, embed_dim) * 0.01)
+        self.s, self.m = s, m
+
+    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = F.linear(F.normalize(embedding, dim=1), F.normalize(self.weight, dim=1)).clamp(-1 + 1e-7, 1 - 1e-7)
+        theta = torch.acos(cos.gather(1, labels[:, None]))
+        target = torch.cos((theta + self.m).clamp(max=math.pi))
+        return F.cross_entropy(self.s * cos.scatter(1, labels[:, None], target), labels)
+
+
+@register("evaluator", EvaluatorConfig)
+class Evaluator(GenerativeModel):
+    """Images B x 3 x S x S in [-1, 1] -> dict of head outputs (see :meth:`forward`); trained by
+    the engine on :meth:`loss` (``mien evaluator train``)."""
 
     def __init__(self, config: EvaluatorConfig | None = None):
-        super().__init__()
-        self.config = c = config or EvaluatorConfig()
+        super().__init__(config or EvaluatorConfig())
+        c = self.config
         if c.size < 32 or c.size > 256 or c.size & (c.size - 1):
             raise ConfigError(f"evaluator size {c.size} is not supported; use 32, 64, 128 or 256")
         if len(c.widths) != 4:
@@ -61,6 +91,8 @@ class Evaluator(nn.Module):
             "expression": nn.Linear(c.neck, c.n_expressions), "intensity": nn.Linear(c.neck, 1),
             "attributes": nn.Linear(c.neck, len(ATTRIBUTES)), "pose": nn.Linear(c.neck, len(POSE)),
             "landmarks": nn.Linear(c.neck, 68 * 2), "identity": nn.Linear(c.neck, c.embed_dim)})
+        if c.identities:
+            self.arcface = ArcFace(c.embed_dim, c.identities)
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
         s = self.config.size
@@ -97,3 +129,28 @@ class Evaluator(nn.Module):
     def pose_degrees(self, pose: torch.Tensor) -> torch.Tensor:
         """Scaled pose outputs -> (yaw, pitch, roll) in degrees."""
         return pose * pose.new_tensor(POSE_SCALE)
+
+    def loss(self, batch: dict, step: int = 0) -> dict:
+        """Sum of the head losses. Expression cross-entropy is weighted by min(1, intensity / 0.2)
+        for non-neutral faces (a face at intensity 0 looks neutral whatever its label); the
+        intensity target is 0 for neutral faces; the sex label, shown only by small shape and brow
+        cues, has ``sex_weight`` times the weight of the other attributes; identity by ArcFace."""
+        if not self.config.identities:
+            raise ConfigError("this evaluator has no ArcFace head; train one with model.identities = the "
+                              "number of world identities (data.n_identities)")
+        out = self(batch["image"])
+        f, label = batch["factors"], batch["label"]
+        expressive = (label != 0).float()
+        weight = 1 - expressive + expressive * (f["intensity"] / 0.2).clamp(max=1)
+        attribute_weight = out["attributes"].new_tensor([self.config.sex_weight, 1.0, 1.0, 1.0])
+        pose = torch.stack([f["yaw"], f["pitch"], f["roll"]], 1) / out["pose"].new_tensor(POSE_SCALE)
+        terms = {
+            "expression": (F.cross_entropy(out["expression"], label, reduction="none") * weight).mean(),
+            "intensity": F.mse_loss(out["intensity"], f["intensity"] * expressive),
+            "attributes": (F.binary_cross_entropy_with_logits(out["attributes"], batch["attributes"], reduction="none")
+                           * attribute_weight).mean(),
+            "pose": F.mse_loss(out["pose"], pose),
+            "landmarks": 20 * F.l1_loss(out["landmarks"], batch["landmarks2d"]),
+            "identity": 0.2 * self.arcface(out["identity"], f["identity"].long()),
+        }
+        return {"loss": sum(terms.values()), **{k: v.detach() for k, v in terms.items()}}

@@ -1,17 +1,14 @@
-"""Shipped and user-trained evaluator weights: a folder with ``model.safetensors`` and
-``meta.json`` (kind, architecture config, world version and fingerprint, seed, steps and
-held-out scores). Loading never unpickles (design.md, Checkpoints)."""
+"""Shipped and user-trained evaluator weights: mien checkpoint folders (``model.safetensors``,
+``config.yaml``, ``meta.json``: world version and fingerprint, recipe, steps, held-out scores),
+read by the one checkpoint reader. Loading never unpickles (design.md, Checkpoints)."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 from pathlib import Path
 
-import torch
-
 from mien.errors import ConfigError, DataError
+from mien.models import checkpoint
 
 SHIPPED = Path(__file__).parent / "weights"
 
@@ -24,66 +21,27 @@ def world_fingerprint(size: int) -> str:
     return hashlib.sha256(((faces + 1) * 127.5).round().byte().numpy().tobytes()).hexdigest()[:16]
 
 
-def save_weights(model: torch.nn.Module, out_dir, kind: str, meta: dict) -> Path:
-    """Write ``model`` (an Evaluator or SequenceClassifier) and its meta.json into ``out_dir``, atomically."""
-    from safetensors.torch import save
-
-    from mien import __version__
-    from mien.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
-
-    out = ensure_writable_dir(out_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(out / "model.safetensors", save(state))
-    full = {"kind": kind, "mien_version": __version__, "config": dataclasses.asdict(model.config), **meta}
-    atomic_write_text(out / "meta.json", json.dumps(full, indent=2, default=float))
-    return out
-
-
-def read_meta(path) -> dict:
-    """meta.json of a weights folder, with one clear error when it is missing or corrupt."""
+def load_network(path, family: str):
+    """The network of checkpoint folder ``path`` (family ``evaluator`` or ``sequence_classifier``),
+    frozen in eval mode, with its meta.json as ``.meta``."""
     d = Path(path)
-    if not (d / "model.safetensors").is_file() or not (d / "meta.json").is_file():
-        raise DataError(f"{d} is not an evaluator weights folder (needs model.safetensors and meta.json); "
-                        "pass a folder written by `mien evaluator train`")
-    try:
-        return json.loads((d / "meta.json").read_text())
-    except json.JSONDecodeError:
-        raise DataError(f"{d / 'meta.json'} is corrupt; retrain with `mien evaluator train`") from None
-
-
-def load_weights(path, kind: str):
-    """Rebuild the network stored in folder ``path`` (kind 'evaluator' or 'sequence'), in eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from mien.config import from_dict
-    from mien.evaluator.network import Evaluator, EvaluatorConfig
-    from mien.evaluator.sequence import SequenceClassifier, SequenceClassifierConfig
-
-    d = Path(path)
-    meta = read_meta(d)
-    if meta.get("kind") != kind:
-        raise DataError(f"{d} holds a {meta.get('kind')!r} network, not a {kind!r} one")
-    cls, cfg_cls = (Evaluator, EvaluatorConfig) if kind == "evaluator" else (SequenceClassifier, SequenceClassifierConfig)
-    model = cls(from_dict(cfg_cls, meta.get("config"), "config."))
-    try:
-        model.load_state_dict(load_file(str(d / "model.safetensors")))
-    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
-        raise DataError(f"{d / 'model.safetensors'} is corrupt or does not match meta.json "
-                        f"({str(e).splitlines()[0]}); retrain with `mien evaluator train`") from None
-    model.meta = meta
-    return model.eval().requires_grad_(False)
+    name = checkpoint.read_config(d)["model"].get("name")
+    if name != family:
+        raise DataError(f"{d} holds a {name!r} model, not an {family!r}; pass a folder written by `mien evaluator train`")
+    model = checkpoint.load(d)
+    model.meta = checkpoint.read_meta(d)
+    return model.requires_grad_(False)
 
 
 _CACHE: dict = {}
 
 
-def _cached(path: Path, kind: str):
-    """load_weights, cached per process by path and file version (a rewritten file is reloaded)."""
+def _cached(path: Path, family: str):
+    """load_network, cached per process by path and file version (a rewritten file is reloaded)."""
     stat = (path / "model.safetensors").stat() if (path / "model.safetensors").is_file() else None
-    key = (kind, str(path.resolve()), stat and (stat.st_mtime_ns, stat.st_size))
+    key = (family, str(path.resolve()), stat and (stat.st_mtime_ns, stat.st_size))
     if key not in _CACHE:
-        _CACHE[key] = load_weights(path, kind)
+        _CACHE[key] = load_network(path, family)
     return _CACHE[key]
 
 
@@ -99,6 +57,12 @@ def load_evaluator(size: int = 64, path=None):
     return _cached(Path(path), "evaluator")
 
 
+def evaluator_for(size: int, path=None):
+    """The evaluator that scores ``size``-px images: the 64-px one from 64 px up, else the 32-px
+    one (images are resized to it), or the folder ``path``."""
+    return load_evaluator(64 if size >= 64 else 32, path)
+
+
 def load_sequence_classifier(path=None):
     """The landmark-sequence classifier: the shipped weights or the folder ``path``. Cached."""
-    return _cached(Path(path) if path is not None else SHIPPED / "sequence", "sequence")
+    return _cached(Path(path) if path is not None else SHIPPED / "sequence", "sequence_classifier")

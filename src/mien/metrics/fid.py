@@ -68,9 +68,9 @@ def image_features(images, evaluator=None, batch_size: int = 250) -> torch.Tenso
     out = []
     for x in _batches(images, batch_size):
         if evaluator is None:
-            from mien.evaluator import load_evaluator
+            from mien.evaluator import evaluator_for
 
-            evaluator = load_evaluator(64 if x.shape[-1] >= 64 else 32)
+            evaluator = evaluator_for(x.shape[-1])
         if not torch.isfinite(x).all():
             raise DataError("images contain NaN or infinite values; check the model or the image files")
         out.append(evaluator.features(x.float()))

@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from mien.errors import DataError
+from mien.evaluator.perceptual import lpips_distance
 
 PSNR_CAP = 100.0  # dB for identical images (Pikoulis digest: "identical images need special handling")
 
@@ -26,9 +27,9 @@ def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 def _evaluator(evaluator, images: torch.Tensor):
     if evaluator is not None:
         return evaluator
-    from mien.evaluator import load_evaluator
+    from mien.evaluator import evaluator_for
 
-    return load_evaluator(64 if images.shape[-1] >= 64 else 32)
+    return evaluator_for(images.shape[-1])
 
 
 def psnr(a, b) -> float:
@@ -53,17 +54,6 @@ def ssim(a, b) -> float:
     _, full = structural_similarity_index_measure((a.double() + 1) / 2, (b.double() + 1) / 2, data_range=1.0,
                                                   return_full_image=True)
     return full[..., 5:-5, 5:-5].mean().item()
-
-
-def lpips_distance(evaluator, a: torch.Tensor, b: torch.Tensor, layer_weights=None) -> torch.Tensor:
-    """The LPIPS formula (Haas Eq. 2.12) on evaluator features, per image and differentiable (a
-    perceptual training loss): per layer l, unit-normalise the channel vectors, take
-    || w_l (y_l - y0_l) ||^2 averaged over positions, and sum over the four evaluator stages
-    (``layer_weights``, default 1/4 each). 0 for identical images."""
-    taps_a, taps_b = evaluator.taps(a), evaluator.taps(b)
-    weights = layer_weights or [1 / len(taps_a)] * len(taps_a)
-    return sum(w * ((F.normalize(ya, dim=1, eps=1e-10) - F.normalize(yb, dim=1, eps=1e-10)) ** 2).sum(1).mean((1, 2))
-               for w, ya, yb in zip(weights, taps_a, taps_b))
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ The engine passes the step (one per batch) to every loss function; models hold n
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -166,14 +167,23 @@ class GenerativeModel(nn.Module):
         return {**to_dict(self.config), "name": self.model_name}
 
 
-def _import_families():
-    import mien.models  # noqa: F401  (registers the families)
+# Modules that register families when imported. They are found by name (a plugin list), so
+# that this module, which every family imports, imports none of them.
+FAMILIES = ("mien.models.vae", "mien.models.arvae", "mien.models.vqvae", "mien.models.klae", "mien.models.diffusion",
+            "mien.expr4d", "mien.evaluator", "mien.diffusion.noisy_classifier")
+
+
+def families() -> dict[str, tuple[type, type]]:
+    """Every registered family: name -> (config class, model class)."""
+    for module in FAMILIES:
+        importlib.import_module(module)
+    return MODELS
 
 
 def build_model(section: dict, data=None) -> GenerativeModel:
     """Build a model from the ``model:`` section of a config (``name`` plus its fields), completed
     by the facts of the training data set ``data`` when given (:meth:`ModelConfig.from_data`)."""
-    _import_families()
+    families()
     section = dict(section or {})
     name = section.get("name")
     if name not in MODELS:

@@ -80,6 +80,13 @@ def read_weights(ckpt_dir, device: str | torch.device = "cpu") -> dict:
                         "retrain or restore the file") from None
 
 
+def update_meta(ckpt_dir, **fields) -> dict:
+    """Add ``fields`` to a checkpoint's meta.json (atomically); returns the new meta."""
+    meta = {**read_meta(ckpt_dir), **fields}
+    atomic_write_text(Path(ckpt_dir) / "meta.json", json.dumps(meta, indent=2, default=float))
+    return meta
+
+
 def load(ckpt_dir, device: str | torch.device = "cpu"):
     """Rebuild the model of a checkpoint folder with its weights, in eval mode."""
     from mien.models.base import build_model

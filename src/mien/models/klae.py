@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mien.errors import ConfigError
-from mien.metrics.image import lpips_distance
+from mien.evaluator.perceptual import lpips_distance
 from mien.models.base import GenerativeModel, ImageConfig, images_of, register
 from mien.nn.conv import ConvDecoder, ConvEncoder, check_geometry
 
@@ -91,7 +91,7 @@ class KLAutoencoder(GenerativeModel):
         """The shipped evaluator of this image size, frozen and kept out of the state dict: the
         perceptual term of the latent-diffusion first stage (Rombach et al. 2022 §3, "perceptual
         loss"; Pikoulis §3.4), with mien's evaluator in place of the pretrained VGG of LPIPS."""
-        from mien.evaluator import load_evaluator
+        from mien.evaluator import evaluator_for
 
-        ev = load_evaluator(64 if self.config.image_size >= 64 else 32).to(x.device)
+        ev = evaluator_for(self.config.image_size).to(x.device)
         return ev.requires_grad_(False)
