@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mien.data.world.geometry import EXPRESSIONS
 from mien.errors import ConfigError
 from mien.models.base import GenerativeModel, ModelConfig, register
 
@@ -32,7 +33,8 @@ class EvaluatorConfig(ModelConfig):
     (stages at 32, 16, 8 and 4 px), the neck width and the identity embedding width. Training
     only: ``identities``, the ArcFace classes (the world identities trained on; 0: no ArcFace
     head, as in the shipped weights, which keep only the embedding), and ``sex_weight``, the
-    weight of the sex label against the other attributes."""
+    weight of the sex label against the other attributes. ``expressions``: the names of the
+    expression classes (the world's, by default)."""
 
     name: str = "evaluator"
     size: int = 64
@@ -42,6 +44,12 @@ class EvaluatorConfig(ModelConfig):
     n_expressions: int = 8
     identities: int = 0
     sex_weight: float = 4.0
+    expressions: list[str] = field(default_factory=lambda: list(EXPRESSIONS))
+
+    def __post_init__(self):
+        if len(self.expressions) != self.n_expressions:
+            raise ConfigError(f"model.expressions names {len(self.expressions)} classes, model.n_expressions "
+                              f"is {self.n_expressions}; give one name per class")
 
     @classmethod
     def from_data(cls, section: dict, data) -> "EvaluatorConfig":
@@ -125,6 +133,11 @@ class Evaluator(GenerativeModel):
         out["identity"] = F.normalize(out["identity"], dim=1)
         out["features"] = h
         return out
+
+    @property
+    def expression_names(self) -> tuple[str, ...]:
+        """Names of the expression classes, in logit order (the world's expression factor)."""
+        return tuple(self.config.expressions)
 
     def pose_degrees(self, pose: torch.Tensor) -> torch.Tensor:
         """Scaled pose outputs -> (yaw, pitch, roll) in degrees."""

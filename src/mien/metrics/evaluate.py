@@ -13,6 +13,7 @@ from torch.utils.data import default_collate
 from mien.errors import ConfigError
 from mien.metrics.fid import image_features
 from mien.metrics.registry import Metric, resolve
+from mien.models.capabilities import Autoencoder, Reconstructor, Sampler
 
 
 def dataset_batches(ds, n: int, batch_size: int) -> Iterator[dict]:
@@ -44,13 +45,13 @@ def _classes(evaluator, images: torch.Tensor) -> torch.Tensor:
         return evaluator(images)["expression"].argmax(1)
 
 
-def _distribution(chosen: list[Metric], gen: list, ref: list) -> dict:
+def _distribution(chosen: list[Metric], gen: list, ref: list, names: tuple[str, ...]) -> dict:
     gf, gc = torch.cat([g[0] for g in gen]), torch.cat([g[1] for g in gen])
     rf, rc = torch.cat([r[0] for r in ref]), torch.cat([r[1] for r in ref])
     out = {}
     for m in chosen:
         if m.needs == "distribution":
-            out.update(m.fn(gf, rf, gc, rc))
+            out.update(m.fn(gf, rf, gc, rc, names))
     return out
 
 
@@ -74,10 +75,10 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
     first = next(batches, None)
     if first is None:
         raise ConfigError("no data to score")
-    allowed = {"distribution"} if hasattr(model, "sample") else set()
-    if hasattr(model, "reconstruct"):
+    allowed = {"distribution"} if isinstance(model, Sampler) else set()
+    if isinstance(model, Reconstructor):
         allowed |= {"pairs", "targets"}
-    if hasattr(model, "encode") and schema and "factors" in first:
+    if isinstance(model, Autoencoder) and schema and "factors" in first:
         if model.encode(first["image"][:2].float()).dim() == 2 or names.strip() != "all":
             allowed.add("codes")
     chosen = resolve(names, allowed, first.keys())
@@ -101,7 +102,7 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
             factors.append(batch["factors"])
         if progress:
             progress(len(x))
-    out = _distribution(chosen, gen, ref) if gen else {}
+    out = _distribution(chosen, gen, ref, evaluator.expression_names) if gen else {}
     out.update(mean.result())
     if codes:
         z = torch.cat(codes).numpy()
@@ -129,6 +130,6 @@ def evaluate_images(gen_batches: Iterable[dict], ref_batches: Iterable[dict], na
                     progress(len(b["image"]))
         if paired:
             _pairwise(chosen, mean, r["image"].float(), g["image"].float(), None, evaluator)
-    out = _distribution(chosen, gen, ref)
+    out = _distribution(chosen, gen, ref, evaluator.expression_names)
     out.update(mean.result())
     return out

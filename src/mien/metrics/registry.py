@@ -2,7 +2,8 @@
 
 Needs (the arguments the function receives):
 
-- ``distribution``: generated and reference evaluator features, and their evaluator classes;
+- ``distribution``: generated and reference evaluator features, their evaluator classes and the
+  evaluator's class names;
 - ``pairs``: reference images, the images to compare with them (same order) and the evaluator;
 - ``targets``: images, the batch whose labels, attributes or landmarks (``keys``) they should
   show, and the evaluator;
@@ -17,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from mien.data.world.geometry import EXPRESSIONS
 from mien.metrics import disentangle as dis
 from mien.metrics import fid, image, pr, sequence
 
@@ -31,23 +31,23 @@ class Metric:
     keys: tuple[str, ...] = ()  # batch keys a ``targets`` metric reads
 
 
-def _per_class(gf, rf, gc, rc) -> dict:
+def _per_class(gf, rf, gc, rc, names) -> dict:
     out = {}
     for c, scores in pr.precision_recall_per_class(gf, gc, rf, rc).items():
-        out.update({f"{k}_{EXPRESSIONS[c] if c < len(EXPRESSIONS) else c}": v for k, v in scores.items()})
+        out.update({f"{k}_{names[c] if c < len(names) else c}": v for k, v in scores.items()})
     return out
 
 
-def _kid(gf, rf, gc, rc) -> dict:
+def _kid(gf, rf, gc, rc, names) -> dict:
     mean, std = fid.kid_from_features(gf, rf)
     return {"kid_mien": mean, "kid_mien_std": std}
 
 
 _ALL = [
-    Metric("fid", "distribution", lambda gf, rf, gc, rc: {"fid_mien": fid.fid_from_features(gf, rf)},
+    Metric("fid", "distribution", lambda gf, rf, gc, rc, names: {"fid_mien": fid.fid_from_features(gf, rf)},
            "Fréchet distance on evaluator features"),
     Metric("kid", "distribution", _kid, "kernel distance (unbiased MMD^2, cubic kernel) on evaluator features"),
-    Metric("pr", "distribution", lambda gf, rf, gc, rc: pr.precision_recall(gf, rf),
+    Metric("pr", "distribution", lambda gf, rf, gc, rc, names: pr.precision_recall(gf, rf),
            "k-NN precision, recall, density, coverage"),
     Metric("pr_class", "distribution", _per_class, "precision/recall/density/coverage per evaluator expression class"),
     Metric("psnr", "pairs", lambda a, b, ev: {"psnr": image.psnr(a, b)}, "PSNR (dB) of each image to its reference"),
