@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from mien.errors import ConfigError, DataError
-from mien.models.base import GenerativeModel
+from mien.models.base import GenerativeModel, class_index
 
 
 class SequenceModel(GenerativeModel):
@@ -77,20 +77,10 @@ class SequenceModel(GenerativeModel):
         return {"coord_scale": float(self.coord_scale)}
 
     def label_index(self, label) -> int:
-        names = self.config.class_names
-        if isinstance(label, str) and label in names:
-            return names.index(label)
-        if isinstance(label, int) and 0 <= label < len(names):
-            return label
-        raise ConfigError(f"unknown expression label {label!r}; choose one of {', '.join(names)}")
+        return class_index(label, self.config.class_names, what="expression label")
 
     def direction_index(self, direction) -> int:
-        dirs = self.config.directions
-        if direction in dirs:
-            return dirs.index(direction)
-        if isinstance(direction, int) and direction in (0, 1):
-            return direction
-        raise ConfigError(f"unknown sequence type {direction!r}; choose {' or '.join(dirs)}")
+        return class_index(direction, self.config.directions, what="sequence type")
 
     def check_frames(self, frames: int) -> int:
         lo, hi = (int(v) for v in self.trained_frames)

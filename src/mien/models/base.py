@@ -193,6 +193,23 @@ def build_model(section: dict, data=None) -> GenerativeModel:
     return model_class(config)
 
 
+def class_index(label, names, count: int | None = None, what: str = "class") -> int:
+    """The index of a class given by name (one of ``names``) or by index (0 .. count - 1, count
+    defaulting to the number of names), else a ConfigError listing the choices."""
+    count = len(names) if count is None else count
+    if isinstance(label, str) and label in names:
+        return list(names).index(label)
+    try:
+        i = int(label)
+    except (TypeError, ValueError):
+        i = -1
+    if isinstance(label, float) and label != i:
+        i = -1
+    if not 0 <= i < count:
+        raise ConfigError(f"unknown {what} {label!r}; choose one of {', '.join(names) or range(count)}")
+    return i
+
+
 def images_of(batch: dict) -> torch.Tensor:
     """The image tensor of a batch, with a clear error when the data has none."""
     if "image" not in batch:

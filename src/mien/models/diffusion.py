@@ -14,7 +14,7 @@ from mien.diffusion.denoisers import DenoiserConfig, UNetDenoiser
 from mien.diffusion.guidance import classifier_free
 from mien.diffusion.schedule import PREDICTIONS, NoiseSchedule
 from mien.errors import ConfigError
-from mien.models.base import ConditionalConfig, GenerativeModel, build_model, images_of, register
+from mien.models.base import ConditionalConfig, GenerativeModel, build_model, class_index, images_of, register
 
 
 @dataclass
@@ -130,16 +130,7 @@ class Diffusion(GenerativeModel):
 
     def label_index(self, label) -> int:
         """A class given by name (from class_names) or index."""
-        names = self.config.class_names
-        if isinstance(label, str) and label in names:
-            return names.index(label)
-        try:
-            i = int(label)
-        except (TypeError, ValueError):
-            i = -1
-        if not 0 <= i < self.config.num_classes:
-            raise ConfigError(f"unknown class {label!r}; choose one of {', '.join(names) or range(self.config.num_classes)}")
-        return i
+        return class_index(label, self.config.class_names, self.config.num_classes)
 
     def _drop(self, y: torch.Tensor) -> torch.Tensor:
         """Replace labels by the null label with probability p_uncond (per sample or per batch)."""
