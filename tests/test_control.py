@@ -53,31 +53,35 @@ def test_direction_round_trip_is_bit_identical(tmp_path):
         assert json.loads((folder / "direction.json").read_text())["provenance"] == d.provenance
 
 
-def _bad_files(folder):
-    """(name, damage) pairs: each writes one hostile or corrupt file into a saved direction folder."""
-    good = json.loads((folder / "direction.json").read_text())
-    huge_header = struct.pack("<Q", 2 ** 60) + b"{}"
-    return {
-        "json garbage": lambda: (folder / "direction.json").write_bytes(b"\xff\x00{not json"),
-        "json list": lambda: (folder / "direction.json").write_text("[1, 2]"),
-        "foreign format": lambda: (folder / "direction.json").write_text(json.dumps({**good, "format": "other"})),
-        "malformed field": lambda: (folder / "direction.json").write_text(json.dumps({**good, "timesteps": "all"})),
-        "missing field": lambda: (folder / "direction.json").write_text(json.dumps({"format": good["format"]})),
-        "inconsistent": lambda: (folder / "direction.json").write_text(json.dumps({**good, "timesteps": [1, 2, 3]})),
-        "tensor garbage": lambda: (folder / "vectors.safetensors").write_bytes(b"\x00" * 64),
-        "hostile header": lambda: (folder / "vectors.safetensors").write_bytes(huge_header),
-        "pickle": lambda: torch.save({"vectors": torch.zeros(1, 4)}, folder / "vectors.safetensors"),
-        "no vectors key": lambda: save_file({"other": torch.zeros(1, 2, 4)}, folder / "vectors.safetensors"),
-        "missing file": lambda: (folder / "vectors.safetensors").unlink(),
-    }
+def _json_with(**fields):
+    """A damage that rewrites direction.json with ``fields`` changed."""
+
+    def damage(folder):
+        meta = json.loads((folder / "direction.json").read_text())
+        (folder / "direction.json").write_text(json.dumps({**meta, **fields}))
+    return damage
 
 
-@pytest.mark.parametrize("damage", ["json garbage", "json list", "foreign format", "malformed field", "missing field",
-                                    "inconsistent", "tensor garbage", "hostile header", "pickle", "no vectors key",
-                                    "missing file"])
+DAMAGES = {  # each writes one hostile or corrupt file into a saved direction folder
+    "json garbage": lambda f: (f / "direction.json").write_bytes(b"\xff\x00{not json"),
+    "json list": lambda f: (f / "direction.json").write_text("[1, 2]"),
+    "foreign format": _json_with(format="other"),
+    "malformed field": _json_with(timesteps="all"),
+    "malformed list": _json_with(timesteps=[1, "0"]),
+    "missing field": lambda f: (f / "direction.json").write_text(json.dumps({"format": "mien.direction/1"})),
+    "inconsistent": _json_with(timesteps=[1, 2, 3]),
+    "tensor garbage": lambda f: (f / "vectors.safetensors").write_bytes(b"\x00" * 64),
+    "hostile header": lambda f: (f / "vectors.safetensors").write_bytes(struct.pack("<Q", 2 ** 60) + b"{}"),
+    "pickle": lambda f: torch.save({"vectors": torch.zeros(1, 2, 4)}, f / "vectors.safetensors"),
+    "no vectors key": lambda f: save_file({"other": torch.zeros(1, 2, 4)}, f / "vectors.safetensors"),
+    "missing file": lambda f: (f / "vectors.safetensors").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
 def test_corrupt_or_hostile_direction_files_give_one_line_data_errors(tmp_path, damage):
     folder = Direction("h", torch.ones(1, 2, 4), timesteps=[10, 0]).save(tmp_path / "d")
-    _bad_files(folder)[damage]()
+    DAMAGES[damage](folder)
     with pytest.raises(DataError) as e:
         Direction.load(folder)
     message = str(e.value)
@@ -90,6 +94,8 @@ def test_direction_rejects_bad_vectors_and_unserialisable_provenance(tmp_path):
         Direction("z", torch.ones(4))
     with pytest.raises(ConfigError, match="timesteps"):
         Direction("h", torch.ones(1, 3, 2), timesteps=[5, 0])
+    with pytest.raises(ConfigError, match="timesteps"):
+        Direction("h", torch.ones(1, 3, 2))
     with pytest.raises(ConfigError, match="JSON"):
         Direction("z", torch.ones(1, 4), provenance={"data": torch.ones(1)}).save(tmp_path / "d")
     assert not (tmp_path / "d" / "vectors.safetensors").exists()
@@ -206,6 +212,8 @@ def test_h_space_directions_are_recorded_fitted_and_injected(diffusion, tmp_path
     assert (edited - base).abs().max() > 1e-3 and torch.equal(grid, torch.cat([base[:1], edited[:1]]))
     with pytest.raises(ConfigError, match="not on the sampler's grid"):
         apply(diffusion, x_T, d, 1.0, steps=5)
+    with pytest.raises(ConfigError, match="offset"):
+        traverse(diffusion, x_T, d, [1.0], absolute=True)
 
 
 def test_invert_to_z_is_the_posterior_mean(vae):

@@ -44,6 +44,8 @@ class Direction:
     def __post_init__(self):
         if not torch.is_tensor(self.vectors) or self.vectors.dim() < 2:
             raise ConfigError("Direction.vectors must be a tensor of k directions (k x the space's shape)")
+        if self.space == "h" and self.timesteps is None:
+            raise ConfigError("an h-space direction needs the timesteps its offsets apply at")
         if self.timesteps is not None and (self.vectors.dim() < 3 or self.vectors.shape[1] != len(self.timesteps)):
             raise ConfigError(f"a direction over {len(self.timesteps)} timesteps needs vectors of shape "
                               f"k x {len(self.timesteps)} x ..., got {tuple(self.vectors.shape)}")
@@ -79,7 +81,8 @@ class Direction:
             raise DataError(f"{folder / 'direction.json'} is not readable JSON (corrupt); {again}") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise DataError(f"{folder / 'direction.json'} is not a mien direction ({FORMAT}); {again}")
-        bad = [k for k, kind in FIELDS.items() if not isinstance(meta.get(k), kind)]
+        bad = [k for k, kind in FIELDS.items() if not isinstance(meta.get(k), kind)
+               or (isinstance(meta.get(k), list) and not all(type(i) is int for i in meta[k]))]
         if bad:
             raise DataError(f"{folder / 'direction.json'} has a missing or malformed field {bad[0]!r}; {again}")
         try:
@@ -92,13 +95,9 @@ class Direction:
             raise DataError(f"{folder} is inconsistent: {e}; {again}") from None
 
 
-def latent_spaces(model) -> dict[str, tuple[int, ...]]:
-    return model.latent_spaces() if hasattr(model, "latent_spaces") else {}
-
-
 def check_space(model, space: str) -> tuple[int, ...]:
     """The shape of ``space`` in ``model``, or a ConfigError naming the spaces it exposes."""
-    spaces = latent_spaces(model)
+    spaces = model.latent_spaces() if hasattr(model, "latent_spaces") else {}
     if space not in spaces:
         exposed = ", ".join(spaces) or "none"
         raise ConfigError(f"{getattr(model, 'model_name', type(model).__name__)} has no latent space {space!r}; "
@@ -109,7 +108,7 @@ def check_space(model, space: str) -> tuple[int, ...]:
 def _coefficients(direction: Direction, alpha) -> torch.Tensor:
     """alpha as one weight per vector: a number (one-vector directions) or k numbers."""
     k = len(direction.vectors)
-    a = torch.as_tensor(alpha, dtype=direction.vectors.dtype).reshape(-1)
+    a = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1)
     if a.numel() == 1 and k > 1:
         raise ConfigError(f"the direction holds {k} vectors; give one alpha per vector or use traverse")
     if a.numel() != k:
@@ -121,7 +120,8 @@ def shift(codes: torch.Tensor, direction: Direction, alpha, absolute: bool = Fal
     """codes + sum_i alpha_i v_i; with ``absolute``, the code's coordinate along each unit vector
     v_i/|v_i| is set to alpha_i instead (z + (alpha - <z, v>) v: the axis traversal of Higgins et al.
     2017 when v is a coordinate axis)."""
-    a, v = _coefficients(direction, alpha).to(codes.device), direction.vectors.to(codes.device, codes.dtype)
+    a = _coefficients(direction, alpha).to(codes.device, codes.dtype)
+    v = direction.vectors.to(codes.device, codes.dtype)
     if not absolute:
         return codes + (a.reshape(-1, *[1] * (v.dim() - 1)) * v).sum(0)
     for a_i, v_i in zip(a, v):
@@ -139,7 +139,7 @@ def _sample(model, x_T, cond=None, guidance=None, steps=None, eta=None, generato
     if offsets is not None and not set(offsets) <= set(grid):
         raise ConfigError(f"the direction's timesteps {sorted(set(offsets) - set(grid))[:4]} are not on the "
                           f"sampler's grid of {len(grid)} steps; sample with the steps it was found with")
-    denoise = model.denoiser(model._cond(cond, len(x_T)), c.guidance if guidance is None else guidance)
+    denoise = model.denoiser(model.cond_labels(cond, len(x_T)), c.guidance if guidance is None else guidance)
     hspace = HSpace(model.net)
     try:
         recording = hspace.capture() if record is not None else contextlib.nullcontext({})
@@ -175,7 +175,7 @@ RENDER: dict[str, Callable] = {
 
 def _h_offsets(direction: Direction, alpha, like: torch.Tensor) -> dict[int, torch.Tensor]:
     """{t: sum_i alpha_i v_i,t}: the delta-h_t of Haas P-V §3 at each timestep of the direction."""
-    a = _coefficients(direction, alpha).to(like.device)
+    a = _coefficients(direction, alpha).to(like.device, like.dtype)
     v = direction.vectors.to(like.device, like.dtype)
     return dict(zip(direction.timesteps, (a.reshape(-1, *[1] * (v.dim() - 1)) * v).sum(0)))
 
@@ -188,8 +188,10 @@ def render(model, space: str, codes: torch.Tensor, **options) -> torch.Tensor:
     return RENDER[space](model, codes, **options)
 
 
-def _checked(model, direction: Direction) -> str:
+def _checked(model, direction: Direction, absolute: bool) -> str:
     shape = check_space(model, direction.space)
+    if direction.space == "h" and absolute:
+        raise ConfigError("an h-space direction is an offset; absolute applies to z and x_t only")
     if direction.space not in RENDER and direction.space != "h":
         raise ConfigError(f"directions in space {direction.space!r} cannot be applied yet; "
                           f"supported: {', '.join([*RENDER, 'h'])}")
@@ -204,7 +206,7 @@ def apply(model, codes: torch.Tensor, direction: Direction, alpha, absolute: boo
     along ``direction``: decode(z + alpha v) in ``z``; in ``h``, delta-h_t = alpha v_t added to the
     bottleneck at each of its timesteps, feeding both P_t and D_t (Haas P-V §3, :class:`HSpace`).
     ``absolute``: see :func:`shift`; ``options``: a diffusion sampler's cond, guidance, steps, eta, generator."""
-    if _checked(model, direction) == "h":
+    if _checked(model, direction, absolute) == "h":
         return _sample(model, codes, offsets=_h_offsets(direction, alpha, codes), **options)
     return RENDER[direction.space](model, shift(codes, direction, alpha, absolute), **options)
 
@@ -214,8 +216,8 @@ def traverse(model, codes: torch.Tensor, direction: Direction, alphas, absolute:
     """A traversal grid: for every code, every vector v_i of the direction and every alpha, the image
     of the code moved along v_i alone (n * k * steps images, in that order). ``alphas`` is one sweep
     (steps) or one per vector (k x steps)."""
-    space, k = _checked(model, direction), len(direction.vectors)
-    alphas = torch.as_tensor(alphas, dtype=direction.vectors.dtype)
+    space, k = _checked(model, direction, absolute), len(direction.vectors)
+    alphas = torch.as_tensor(alphas, dtype=torch.float64)
     alphas = alphas.expand(k, alphas.shape[-1]) if alphas.dim() == 1 else alphas
     if alphas.shape[0] != k:
         raise ConfigError(f"{alphas.shape[0]} rows of alphas for a direction of {k} vectors")

@@ -24,7 +24,7 @@ def _x_t0(model, x: torch.Tensor, source=None, t0: int = 500, steps: int = 40, m
     check_space(model, "x_t")
     z, grid = model.to_latent(x), sampling.timesteps(model.schedule.T, steps, t0=t0)
     if method == "ddim":
-        denoise = model.denoiser(model._cond(source, len(x)), 1.0)
+        denoise = model.denoiser(model.cond_labels(source, len(x)), 1.0)
         return sampling.ddim_invert(denoise, model.schedule, z, grid, model.config.prediction)
     if method == "noise":
         device = z.device if generator is None else generator.device
@@ -55,6 +55,6 @@ def edit(model, x: torch.Tensor, source, target, t0: int = 500, steps: int = 40,
         raise ConfigError(f"{model.model_name} cannot edit; use a conditional diffusion checkpoint")
     x_t0 = invert(model, x, "x_t0", source=source, t0=t0, steps=steps, method=method, generator=generator)
     grid = sampling.timesteps(model.schedule.T, steps, t0=t0)
-    denoise = model.denoiser(model._cond(target, len(x)), guidance)
+    denoise = model.denoiser(model.cond_labels(target, len(x)), guidance)
     out = sampling.sample(denoise, model.schedule, x_t0, grid, prediction=model.config.prediction, generator=generator)
     return model.from_latent(out)

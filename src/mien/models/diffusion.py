@@ -175,7 +175,8 @@ class Diffusion(GenerativeModel):
             return lambda x, t: self.net(x, t, None)
         return classifier_free(self.net, cond, self.net.null(len(cond), cond.device), guidance)
 
-    def _cond(self, cond, n: int) -> torch.Tensor | None:
+    def cond_labels(self, cond, n: int) -> torch.Tensor | None:
+        """Label indices for n samples from a class name or index, a list of them, or a tensor."""
         if cond is None:
             return None
         if not self.config.condition:
@@ -190,7 +191,7 @@ class Diffusion(GenerativeModel):
     def sample(self, n: int, cond=None, generator=None, guidance: float | None = None, steps: int | None = None,
                eta: float | None = None, method: str = "ddim") -> torch.Tensor:
         c = self.config
-        y = self._cond(cond, n)
+        y = self.cond_labels(cond, n)
         x_T = torch.randn((n, *self.latent_shape), generator=generator).to(self.scale.device)
         grid = sampling.timesteps(self.schedule.T, steps or c.sample_steps)
         z = sampling.sample(self.denoiser(y, c.guidance if guidance is None else guidance), self.schedule, x_T, grid,
