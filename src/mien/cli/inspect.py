@@ -80,20 +80,18 @@ def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
          seed: int = typer.Option(12345, help="World seed for the default face."),
          out: Path = typer.Option(Path("edited.png"), help="PNG (input | edit) to write.")):
     """Emotion editing by DDIM inversion and guided regeneration (Pikoulis §4.4)."""
-    from mien.errors import ConfigError
+    from mien.control.invert import edit as edit_image
     from mien.report.grid import save_grid
 
     model = _load(ckpt)
-    if not hasattr(model, "edit"):
-        raise ConfigError(f"{model.model_name} cannot edit; use a conditional diffusion checkpoint")
     size = model.config.image_size
     if image is not None:
         x = _image_file(image, size)
     else:
         x = _data_batch("world", ckpt, size, 1, seed, [index])["image"]
     targets = [c for c in _class_names(model) if c != source] if target == "all" else [target]
-    edited = [model.edit(x, source, t, t0=t0, steps=steps, guidance=guidance,
-                         generator=torch.Generator().manual_seed(0)) for t in targets]
+    edited = [edit_image(model, x, source, t, t0=t0, steps=steps, guidance=guidance,
+                              generator=torch.Generator().manual_seed(0)) for t in targets]
     save_grid(torch.cat([x, *edited]), out, nrow=len(targets) + 1, scale=2, labels=[source, *targets])
     typer.echo(f"wrote {out}")
 
@@ -146,7 +144,9 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
              seed: int = typer.Option(12345, help="World seed."),
              out: Path = typer.Option(Path("traversal.png"), help="PNG grid to write.")):
     """One row per latent dimension, that dimension swept while the others keep the image's code."""
-    from mien.control.directions import axis_traversal, data_ranges, dimension_labels
+    from mien.control.direction import traverse as sweep_along
+    from mien.control.directions import AxisDirection, dimension_labels
+    from mien.control.invert import invert
     from mien.errors import ConfigError
     from mien.report.grid import save_grid
 
@@ -156,14 +156,14 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
     size = model.config.image_size
     x = _data_batch(data, ckpt, size, 1, seed, [index])["image"]
     with torch.no_grad():
-        z = model.encode(x)[0]
-        chosen = list(range(z.shape[0])) if dims == "all" else [int(d) for d in dims.split(",")]
+        z = invert(model, x, "z")
+        chosen = list(range(z.shape[1])) if dims == "all" else [int(d) for d in dims.split(",")]
         if sweep == "data":
-            codes = model.encode(_data_batch(data, ckpt, size, 256, seed + 1)["image"])
-            values = data_ranges(codes, chosen, steps)
+            axes = AxisDirection(chosen).fit(invert(model, _data_batch(data, ckpt, size, 256, seed + 1)["image"], "z"))
+            values = axes.sweep(steps)
         else:
-            values = torch.linspace(-span, span, steps)
-        images = model.decode(axis_traversal(z, chosen, values))
+            axes, values = AxisDirection(chosen, z.shape[1]).fit(), torch.linspace(-span, span, steps)
+        images = sweep_along(model, z, axes.direction_, values, absolute=True)
     save_grid(images, out, nrow=steps, scale=2, labels=dimension_labels(model, chosen, steps))
     typer.echo(f"wrote {out}")
 
@@ -177,13 +177,15 @@ def interpolate(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
                 seed: int = typer.Option(12345, help="World seed."),
                 out: Path = typer.Option(Path("interpolation.png"), help="PNG strip to write.")):
     """Decode codes along the path between the codes of two images."""
+    from mien.control.direction import render
     from mien.control.interpolate import interpolate as path
+    from mien.control.invert import invert
     from mien.report.grid import save_grid
 
     model = _load(ckpt)
     x = _data_batch(data, ckpt, model.config.image_size, 2, seed, [a, b])["image"]
     with torch.no_grad():
-        z = model.encode(x)
-        images = model.decode(path(z[0], z[1], steps, method))
+        z = invert(model, x, "z")
+        images = render(model, "z", path(z[0], z[1], steps, method))
     save_grid(torch.cat([x[:1], images, x[1:]]), out, nrow=steps + 2, scale=2)
     typer.echo(f"wrote {out}")

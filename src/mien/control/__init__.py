@@ -1,1 +1,8 @@
-"""Reading and editing latent spaces: interpolation, traversals, directions, inversion."""
+"""Reading and editing latent spaces: directions and their estimators, inversion, editing,
+interpolation."""
+
+from mien.control.direction import Direction, apply, record_h, render, traverse
+from mien.control.directions import AxisDirection, MeanDifference
+from mien.control.invert import edit, invert
+
+__all__ = ["AxisDirection", "Direction", "MeanDifference", "apply", "edit", "invert", "record_h", "render", "traverse"]

@@ -1,4 +1,4 @@
-"""The generalised DDPM/DDIM sampler, DDIM inversion and editing (Haas Eq. 6.26, P-V Eqs. 2-5;
+"""The generalised DDPM/DDIM sampler and DDIM inversion (Haas Eq. 6.26, P-V Eqs. 2-5;
 Pikoulis Eqs. 3.59-3.61, 4.18-4.19).
 
     x_{t-1} = sqrt(abar_{t-1}) P_t + D_t + sigma_t z,   P_t = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t),
@@ -186,18 +186,3 @@ def ddim_invert(denoise: Denoise, schedule: NoiseSchedule, x0: torch.Tensor, ste
         t = t_next
     return x
 
-
-def edit(denoise_source: Denoise, denoise_target: Denoise, schedule: NoiseSchedule, x0: torch.Tensor, t0: int,
-         steps: int, prediction: str = "epsilon", eta: float = 0.0, invert: str = "ddim",
-         generator: torch.Generator | None = None) -> torch.Tensor:
-    """Edit x0: bring it to t0 (``invert='ddim'``: deterministic inversion under the source
-    condition; ``'noise'``: sample q(x_t0 | x0), SDEdit) and regenerate under the target condition
-    over the same ``steps`` timesteps spread on [0, t0] (Pikoulis §4.4, Alg. of system B)."""
-    grid = timesteps(schedule.T, steps, t0=t0)
-    if invert == "ddim":
-        x_t0 = ddim_invert(denoise_source, schedule, x0, grid, prediction)
-    elif invert == "noise":
-        x_t0 = schedule.q_sample(x0, grid[0], _randn(x0, generator))
-    else:
-        raise ConfigError(f"unknown inversion {invert!r}; choose ddim or noise")
-    return sample(denoise_target, schedule, x_t0, grid, eta=eta, prediction=prediction, generator=generator)

@@ -152,14 +152,22 @@ class Diffusion(GenerativeModel):
         loss = F.mse_loss(out, self.schedule.target(z, t, noise, self.config.prediction))
         return {"loss": loss}
 
-    # --- sampling and editing ------------------------------------------------------------------
+    # --- sampling ------------------------------------------------------------------------------
+    def latent_spaces(self) -> dict[str, tuple[int, ...]]:
+        """x_t (the noisy latents, x_T included) and h, the U-Net bottleneck (mid-block output, Haas
+        P-V §3), which ``mien.control`` edits; DDIM inversion (``mien.control.invert``) reaches x_t0."""
+        channels = self.config.denoiser.resolved().channels
+        size = self.latent_shape[1] // 2 ** (len(channels) - 1)
+        return {"x_t": self.latent_shape, "h": (channels[-1], size, size)}
+
     def denoiser(self, cond: torch.Tensor | None, guidance: float):
         """``denoise(x, t)`` for the sampler, with classifier-free guidance when conditional."""
         if cond is None or not self.config.condition:
             return lambda x, t: self.net(x, t, None)
         return classifier_free(self.net, cond, self.net.null(len(cond), cond.device), guidance)
 
-    def _cond(self, cond, n: int) -> torch.Tensor | None:
+    def cond_labels(self, cond, n: int) -> torch.Tensor | None:
+        """Label indices for n samples from a class name or index, a list of them, or a tensor."""
         if cond is None:
             return None
         if not self.config.condition:
@@ -174,25 +182,13 @@ class Diffusion(GenerativeModel):
     def sample(self, n: int, cond=None, generator=None, guidance: float | None = None, steps: int | None = None,
                eta: float | None = None, method: str = "ddim") -> torch.Tensor:
         c = self.config
-        y = self._cond(cond, n)
+        y = self.cond_labels(cond, n)
         x_T = torch.randn((n, *self.latent_shape), generator=generator).to(self.scale.device)
         grid = sampling.timesteps(self.schedule.T, steps or c.sample_steps)
         z = sampling.sample(self.denoiser(y, c.guidance if guidance is None else guidance), self.schedule, x_T, grid,
                             eta=c.eta if eta is None else eta, method=method, prediction=c.prediction,
                             generator=generator)
         return self.from_latent(z)
-
-    @torch.no_grad()
-    def edit(self, x: torch.Tensor, source, target, t0: int = 500, steps: int = 40, guidance: float = 4.0,
-             invert: str = "ddim", generator=None) -> torch.Tensor:
-        """Pikoulis §4.4 (system P2): invert x under the source label (plain conditional, gamma=1)
-        to t0 over ``steps`` steps spread on [0, t0], regenerate under the target label with CFG."""
-        n = len(x)
-        src, trg = self._cond(source, n), self._cond(target, n)
-        z = self.to_latent(x)
-        out = sampling.edit(self.denoiser(src, 1.0), self.denoiser(trg, guidance), self.schedule, z, t0, steps,
-                            prediction=self.config.prediction, invert=invert, generator=generator)
-        return self.from_latent(out)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Through the first stage only (identity in pixel space)."""

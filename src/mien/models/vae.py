@@ -184,6 +184,10 @@ class _Autoencoder(GenerativeModel):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def latent_spaces(self) -> dict[str, tuple[int, ...]]:
+        """The codes z that ``encode`` gives and ``decode`` takes (edited by ``mien.control``)."""
+        return {"z": (self.latent_dim,)}
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
