@@ -55,7 +55,7 @@ def test_latent_diffusion_over_a_vqvae_is_self_contained(tmp_path):
     model = mien.load(out)
     assert float(model.scale) > 0 and model.latent_shape[1] == 4
     assert model.config.class_names[1] == "happy"
-    x = model.sample(3, cond="happy", steps=3, guidance=2.0, generator=torch.Generator().manual_seed(0))
+    x = model.sample(3, cond="happy", steps=3, guidance=2.0, generator=torch.Generator().manual_seed(0))["image"]
     assert x.shape == (3, 3, 32, 32) and x.abs().max() <= 1
     with pytest.raises(ConfigError, match="unknown class"):
         model.sample(1, cond="bored", steps=2)

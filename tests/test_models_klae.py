@@ -32,7 +32,7 @@ def test_klae_learns_to_reconstruct_and_serves_as_a_first_stage():
         ldm.loss({"image": data[:8]})
     assert ldm.fit_data({"image": data[:8]})["latent_scale"] > 0
     assert torch.isfinite(ldm.loss({"image": data[:8]})["loss"]) and float(ldm.scale) > 0
-    assert ldm.sample(2, steps=3).shape == (2, 3, 32, 32)
+    assert ldm.sample(2, steps=3)["image"].shape == (2, 3, 32, 32)
 
 
 def test_perceptual_term_is_lpips_mien_and_stays_out_of_the_weights():

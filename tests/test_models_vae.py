@@ -167,7 +167,7 @@ def test_sigma_vae_uses_the_closed_form_optimal_variance():
 
 def test_bernoulli_decoder_returns_images_in_range_and_gaussian_kl_is_analytic():
     model = build_model({"name": "vae", **SMALL, "likelihood": "bernoulli"}).eval()
-    images = model.sample(4, generator=torch.Generator().manual_seed(0))
+    images = model.sample(4, generator=torch.Generator().manual_seed(0))["image"]
     assert images.min() >= -1 and images.max() <= 1
     mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(4.0)]])
     # KL(N(1,1)||N(0,1)) = 0.5; KL(N(0,4)||N(0,1)) = 0.5 (4 - 1 - log 4)
@@ -192,8 +192,8 @@ def test_interface_shapes_and_seeded_sampling(name):
         z = model.encode(x)
         assert model.decode(z).shape == x.shape
         assert model.reconstruct(x).shape == x.shape
-        a = model.sample(5, generator=torch.Generator().manual_seed(3))
-        b = model.sample(5, generator=torch.Generator().manual_seed(3))
+        a = model.sample(5, generator=torch.Generator().manual_seed(3))["image"]
+        b = model.sample(5, generator=torch.Generator().manual_seed(3))["image"]
     assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
     assert z[0].numel() == model.latent_dim
     with pytest.raises(ConfigError):

@@ -75,7 +75,7 @@ def test_index_interface_and_uniform_sampling():
     assert torch.equal(zq, model.codebook[idx].permute(0, 3, 1, 2))
     assert torch.allclose(model.decode_indices(idx), model.decode(zq))
     assert torch.allclose(model.reconstruct(x), model.decode(zq))
-    assert model.sample(3, generator=torch.Generator().manual_seed(0)).shape == (3, 3, 32, 32)
+    assert model.sample(3, generator=torch.Generator().manual_seed(0))["image"].shape == (3, 3, 32, 32)
 
 
 @pytest.mark.parametrize("bad", [{"num_codes": 1}, {"ema_decay": 1.0}, {"beta": -0.1}, {"code_dim": 0}])

@@ -38,15 +38,19 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
            steps: int = typer.Option(None, help="Sampler steps (diffusion)."),
            eta: float = typer.Option(None, help="0 = DDIM, 1 = DDPM (diffusion)."),
            per_class: int = typer.Option(0, "--per-class", help="Instead of --n: this many samples of every class, a row each."),
-           out: Path = typer.Option(Path("samples.png"), help="PNG grid to write.")):
-    """Draw samples (from the prior, or for diffusion models with the DDIM/DDPM sampler)."""
+           out: Path = typer.Option(Path("samples.png"), help="PNG grid to write (sequence models: a folder)."),
+           size: int = typer.Option(64, help="Pixel size of rendered sequence frames (sequence models).")):
+    """Draw samples of any family: images as a PNG grid, landmark sequences as animations."""
     from mien.errors import ConfigError
-    from mien.report.grid import save_grid
+    from mien.models.capabilities import Sampler
+    from mien.report.samples import write_samples
 
     model = _load(ckpt)
+    if not isinstance(model, Sampler):
+        raise ConfigError(f"{model.model_name} does not generate samples; pass the checkpoint of a generative model")
     options = {k: v for k, v in {"guidance": guidance, "steps": steps, "eta": eta}.items() if v is not None}
-    if options and not hasattr(model, "schedule"):
-        raise ConfigError(f"--{next(iter(options))} applies to diffusion models; {model.model_name} has no sampler")
+    if options and model.model_name != "diffusion":
+        raise ConfigError(f"--{next(iter(options))} applies to diffusion models; {model.model_name} has no such sampler")
     generator = torch.Generator().manual_seed(seed)
     labels = None
     if per_class:
@@ -55,9 +59,9 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
         labels = [names[c] if j == 0 else "" for c in range(len(names)) for j in range(per_class)]
         n, label = len(cond), cond
     with torch.no_grad():
-        images = model.sample(n, cond=label, generator=generator, **options)
-    save_grid(images, out, scale=2, nrow=per_class or None, labels=labels)
-    typer.echo(f"wrote {out}")
+        drawn = model.sample(n, cond=label, generator=generator, **options)
+    written = write_samples(drawn, out, labels=labels, nrow=per_class or None, size=size)
+    typer.echo(f"wrote {written[0] if len(written) == 1 else written[0].parent}")
 
 
 def _class_names(model) -> list[str]:

@@ -89,7 +89,7 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
         x = batch["image"].float()
         if "distribution" in needs:
             ref.append((image_features(x, evaluator), _classes(evaluator, x)))
-            s = model.sample(len(x), generator=generator).clamp(-1, 1)
+            s = model.sample(len(x), generator=generator)["image"].clamp(-1, 1)
             gen.append((image_features(s, evaluator), _classes(evaluator, s)))
         if needs & {"pairs", "targets"}:
             _pairwise(chosen, mean, x, model.reconstruct(x).clamp(-1, 1), batch, evaluator)

@@ -180,7 +180,9 @@ class Diffusion(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, cond=None, generator=None, guidance: float | None = None, steps: int | None = None,
-               eta: float | None = None, method: str = "ddim") -> torch.Tensor:
+               eta: float | None = None, method: str = "ddim") -> dict:
+        """A sample dict: ``image`` generated under ``cond`` (a class name or index, or a list) with
+        the model's sampler, or the given ``guidance``, ``steps``, ``eta`` and ``method``."""
         c = self.config
         y = self.cond_labels(cond, n)
         x_T = torch.randn((n, *self.latent_shape), generator=generator).to(self.scale.device)
@@ -188,7 +190,7 @@ class Diffusion(GenerativeModel):
         z = sampling.sample(self.denoiser(y, c.guidance if guidance is None else guidance), self.schedule, x_T, grid,
                             eta=c.eta if eta is None else eta, method=method, prediction=c.prediction,
                             generator=generator)
-        return self.from_latent(z)
+        return {"image": self.from_latent(z)}
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Through the first stage only (identity in pixel space)."""

@@ -66,12 +66,13 @@ class KLAutoencoder(GenerativeModel):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def sample(self, n: int, cond=None, generator=None) -> torch.Tensor:
-        """Decode z ~ N(0, I) (a weak prior: latent diffusion is the real one)."""
+    def sample(self, n: int, cond=None, generator=None) -> dict:
+        """A sample dict: ``image`` decoded from z ~ N(0, I) (a weak prior: latent diffusion is the
+        real one)."""
         if cond is not None:
             raise ConfigError("klae is unconditional; sample it without a condition")
         z = torch.randn((n, *self.latent_shape), generator=generator)
-        return self.decode(z.to(next(self.parameters()).device))
+        return {"image": self.decode(z.to(next(self.parameters()).device))}
 
     def loss(self, batch: dict, step: int = 0) -> dict:
         x = images_of(batch)

@@ -198,10 +198,11 @@ class _Autoencoder(GenerativeModel):
         device = generator.device if generator is not None else self.device
         return torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
 
-    def sample(self, n: int, cond=None, generator=None) -> torch.Tensor:
+    def sample(self, n: int, cond=None, generator=None) -> dict:
+        """A sample dict: ``image`` decoded from prior codes."""
         if cond is not None:
             raise ConfigError(f"{self.model_name} is unconditional; sample it without a condition")
-        return self.decode(self.prior_sample(n, generator))
+        return {"image": self.decode(self.prior_sample(n, generator))}
 
 
 @register("ae", AEConfig)

@@ -136,13 +136,14 @@ class VQVAE(GenerativeModel):
     def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode(self.lookup(self.nearest_codes(z)))
 
-    def sample(self, n: int, cond=None, generator=None) -> torch.Tensor:
-        """Decode code maps with indices drawn uniformly and independently (no prior yet)."""
+    def sample(self, n: int, cond=None, generator=None) -> dict:
+        """A sample dict: ``image`` decoded from code maps with indices drawn uniformly and
+        independently (no prior yet)."""
         if cond is not None:
             raise ConfigError("vqvae is unconditional; sample it without a condition")
         device = generator.device if generator is not None else self.codebook.device
         idx = torch.randint(self.config.num_codes, (n, self.m, self.m), generator=generator, device=device)
-        return self.decode_indices(idx.to(self.codebook.device))
+        return {"image": self.decode_indices(idx.to(self.codebook.device))}
 
     # --- training -----------------------------------------------------------------------------
     @torch.no_grad()
