@@ -15,6 +15,7 @@ from torch import nn
 
 from mien.diffusion.sampling import Denoise
 from mien.diffusion.schedule import NoiseSchedule
+from mien.nn.embeddings import timestep_embedding
 
 
 def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -91,15 +92,6 @@ class NoisyClassifier(nn.Module):
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         t = torch.as_tensor(t, device=x.device).float().expand(len(x))
         return self.head(self.features(x) + self.time(timestep_embedding(t, self.hidden)))
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of (possibly fractional) timesteps: [cos(t w_k), sin(t w_k)]."""
-    half = dim // 2
-    freqs = torch.exp(-torch.log(torch.tensor(max_period)) * torch.arange(half, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], -1)
-    return nn.functional.pad(emb, (0, dim % 2))
 
 
 def train_noisy_classifier(classifier: NoisyClassifier, schedule: NoiseSchedule, data: Callable[[int], tuple],
