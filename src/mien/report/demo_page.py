@@ -12,10 +12,10 @@ DISENTANGLEMENT = [("MIG", "mig"), ("MIG ({})", "mig_regularised"), ("SAP", "sap
                    ("FactorVAE score", "factor_vae"), ("PSNR (dB)", "psnr"), ("csim_mien", "csim_mien")]
 
 
-def write_report(out: Path, results: dict, seconds: float, labels: dict[str, str], vaes: tuple[str, ...],
+def write_report(out: Path, results: dict, seconds: float, labels: dict[str, str], vae_names: tuple[str, ...],
                  n_codes: int, run: str) -> Path:
     """``out/index.html`` from the stages' ``results`` (their pictures lie in ``out/<stage>/``);
-    ``labels`` names the models, ``vaes`` are the VAE family's, ``run`` describes the run."""
+    ``labels`` names the models, ``vae_names`` are the VAE family's, ``run`` describes the run."""
     from mien import __version__
 
     world = Section("The procedural face world").text(
@@ -25,17 +25,17 @@ def write_report(out: Path, results: dict, seconds: float, labels: dict[str, str
     vaes = Section("VAE family: samples, reconstructions, traversals, interpolations").text(
         "Traversals sweep one latent dimension per row over the 2-98 % range of the encoded test faces; the AR-VAE's "
         "rows tied to an attribute are labelled with it. Interpolations go from the left face to the right one.")
-    for name in vaes:
+    for name in vae_names:
         d, label = out / name, labels[name]
         for pic, what in (("samples.png", "samples from the prior"), ("reconstructions.png", "inputs and reconstructions"),
                           ("traversal.png", "latent traversal"), ("interpolation_lerp.png", "lerp"),
                           ("interpolation_slerp.png", "slerp")):
             vaes.image(d / pic, out, f"{label}: {what} ({results[name]['steps']} steps)")
     regularised = ", ".join(results["arvae"]["regularised"])
-    held = "; ".join(f"{labels[n]}: {', '.join(f'{k} {v}' for k, v in results[n]['fixed'].items())}" for n in vaes)
+    held = "; ".join(f"{labels[n]}: {', '.join(f'{k} {v}' for k, v in results[n]['fixed'].items())}" for n in vae_names)
     table = Section("Disentanglement and reconstruction").table(
         ["model"] + [h.format(regularised) for h, _ in DISENTANGLEMENT],
-        [[labels[n]] + [results[n]["metrics"][k] for _, k in DISENTANGLEMENT] for n in vaes],
+        [[labels[n]] + [results[n]["metrics"][k] for _, k in DISENTANGLEMENT] for n in vae_names],
         f"{n_codes} unseen faces of each model's training world (factors held fixed there: {held}); MIG over "
         f"the factors that vary and over the AR-VAE's regularised ones")
     vq = results["vqvae"]["metrics"]
