@@ -30,19 +30,19 @@ test: install-test
 clean:
 	rm -rf $(VENV) out build src/*.egg-info
 
-# The shipped zoo (src/mien/zoo/weights): train every recipe of configs/zoo, score it, publish it
+# The shipped zoo (src/mien/zoo/weights): train every recipe of src/mien/configs/zoo, score it, publish it
 # (float16 weights + recipe + metrics). Hours on a 2-core CPU; `--accelerator gpu` where there is one.
 RUNS ?= runs
 ZOO_METRICS ?= --n 1000
 zoo: install
 	for m in vae tcvae arvae vqvae klae ldm; do \
-	  $(BIN)/mien train configs/zoo/$$m.yaml --out $(RUNS)/zoo/$$m --no-progress || exit 1; done
+	  $(BIN)/mien train src/mien/configs/zoo/$$m.yaml --out $(RUNS)/zoo/$$m --no-progress || exit 1; done
 	for m in vae tcvae arvae; do \
 	  $(BIN)/mien eval ckpt $(RUNS)/zoo/$$m $(ZOO_METRICS) --out $(RUNS)/zoo/$$m/eval.json && \
-	  $(BIN)/mien zoo add $(RUNS)/zoo/$$m --name $$m --recipe configs/zoo/$$m.yaml --metrics $(RUNS)/zoo/$$m/eval.json || exit 1; done
+	  $(BIN)/mien zoo add $(RUNS)/zoo/$$m --name $$m --recipe zoo/$$m --metrics $(RUNS)/zoo/$$m/eval.json || exit 1; done
 	for m in vqvae ldm; do \
 	  $(BIN)/mien eval ckpt $(RUNS)/zoo/$$m --metrics psnr,ssim,lpips,csim,expr_acc $(ZOO_METRICS) --out $(RUNS)/zoo/$$m/eval.json && \
-	  $(BIN)/mien zoo add $(RUNS)/zoo/$$m --name $$m --recipe configs/zoo/$$m.yaml --metrics $(RUNS)/zoo/$$m/eval.json || exit 1; done
+	  $(BIN)/mien zoo add $(RUNS)/zoo/$$m --name $$m --recipe zoo/$$m --metrics $(RUNS)/zoo/$$m/eval.json || exit 1; done
 
 # The pictures under docs/ from a demo run (the zoo's models): `make demo` first.
 figures: demo

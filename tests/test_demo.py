@@ -8,7 +8,7 @@ import re
 import pytest
 
 from mien.errors import ConfigError
-from mien.report.demo import MODELS, DemoConfig, run_demo
+from mien.experiments.demo import MODELS, DemoConfig, run_demo
 
 STAGES = ("world", "vae", "tcvae", "arvae", "vqvae", "diffusion", "edits")
 

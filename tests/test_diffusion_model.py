@@ -4,18 +4,17 @@ editing from the command line."""
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import mien
+from mien.config import preset_path
 from mien.data.world import WorldDataset
 from mien.errors import ConfigError
 from mien.models import build_model
 from mien.train import fit, load_run_config, run_config
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"name": "diffusion", "image_size": 32, "condition": "expression", "num_classes": 8,
         "denoiser": {"preset": "tiny", "channels": [8, 16], "norm_groups": 4}}
 
@@ -45,7 +44,7 @@ def test_null_label_dropout_rate():
 
 
 def test_latent_diffusion_over_a_vqvae_is_self_contained(tmp_path):
-    vq = fit(load_run_config(ROOT / "configs/vqvae/tiny.yaml", ["train.max_steps=2", "data.n=64"]),
+    vq = fit(load_run_config(preset_path("vqvae", "tiny"), ["train.max_steps=2", "data.n=64"]),
              tmp_path / "vq", progress=False)
     cfg = run_config({"model": {**TINY, "autoencoder": str(vq), "denoiser": {"preset": "tiny", "channels": [8, 16],
                                                                               "norm_groups": 4}},
@@ -62,7 +61,7 @@ def test_latent_diffusion_over_a_vqvae_is_self_contained(tmp_path):
 
 
 def test_sample_and_edit_from_the_command_line(tmp_path):
-    run = fit(load_run_config(ROOT / "configs/diffusion/tiny.yaml", ["train.max_steps=2", "data.n=64"]),
+    run = fit(load_run_config(preset_path("diffusion", "tiny"), ["train.max_steps=2", "data.n=64"]),
               tmp_path / "run", progress=False)
     cli = lambda *a: subprocess.run([sys.executable, "-m", "mien", *map(str, a)], capture_output=True, text=True)  # noqa: E731
     r = cli("sample", run, "--n", "4", "--label", "happy", "--guidance", "3", "--steps", "4", "--out", tmp_path / "s.png")

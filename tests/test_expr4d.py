@@ -2,7 +2,6 @@
 the CLI and its errors."""
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +10,15 @@ import torch
 import mien
 from mien.cli import main
 from mien.data.world.sequences import WorldSequenceDataset, pad_sequences
+from mien.config import preset_path
 from mien.errors import ConfigError, DataError
-from mien.expr4d import fill, fill_mask, geometry_adaptive, label_control, mean_imputation, text_control, unconditional
-from mien.expr4d.backbones import make_network
-from mien.expr4d.control import refine
+from mien.control.expr4d import fill, fill_mask, geometry_adaptive, text_control
+from mien.diffusion.plug_and_play import refine
+from mien.models.expr4d import label_control, mean_imputation, unconditional
+from mien.models.expr4d.backbones import make_network
 from mien.models import build_model
 from mien.train import fit, load_run_config
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = dict(d_model=16, layers=2, heads=2, ff=32, dropout=0.0, unet_widths=[16, 32])
 
 
@@ -26,7 +26,7 @@ SIZE = dict(d_model=16, layers=2, heads=2, ff=32, dropout=0.0, unet_widths=[16, 
 def trained(tmp_path_factory):
     """The tiny preset through `fit`, with a short schedule so that sampling is quick."""
     out = tmp_path_factory.mktemp("expr4d")
-    cfg = load_run_config(ROOT / "configs/expr4d/tiny.yaml", ["train.max_steps=60", "model.timesteps=12",
+    cfg = load_run_config(preset_path("expr4d", "tiny"), ["train.max_steps=60", "model.timesteps=12",
                                                               "model.beta_start=0.02", "model.beta_end=0.9"])
     fit(cfg, out, progress=False)
     return out
@@ -226,14 +226,14 @@ def test_actor_baseline_learns_and_samples_by_label():
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     model.eval()
-    assert model.sample(3, "happy", frames=38).shape == (3, 38, 68, 3)
+    assert model.sample(3, "happy", frames=38)["sequence"].shape == (3, 38, 68, 3)
     with pytest.raises(ConfigError, match="unknown expression label"):
         model.sample(1, "grumpy")
 
 
 def test_a_denoiser_narrower_than_a_frame_warns():
     # 68 landmarks x 3 = 204 coordinates; a per-frame width below that caps eps prediction
-    from mien.expr4d.model import Expr4DConfig
+    from mien.models.expr4d import Expr4DConfig
 
     with pytest.warns(UserWarning, match="less than the 204 coordinates"):
         Expr4DConfig(d_model=128)

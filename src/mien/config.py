@@ -14,10 +14,31 @@ import yaml
 from mien.errors import ConfigError
 
 
-def load_yaml(path) -> dict:
-    path = Path(path)
+PRESETS = Path(__file__).resolve().parent / "configs"  # shipped in the package (design.md, Layout)
+
+
+def preset_path(family: str, preset: str) -> Path:
+    """The shipped preset ``configs/<family>/<preset>.yaml`` (``zoo/<name>``: a zoo recipe)."""
+    path = PRESETS / family / f"{preset}.yaml"
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass a YAML file such as configs/vae/tiny.yaml")
+        known = sorted(f"{p.parent.name}/{p.stem}" for p in PRESETS.glob("*/*.yaml"))
+        raise ConfigError(f"no preset {family}/{preset}; choose one of {', '.join(known)}")
+    return path
+
+
+def resolve_config(config) -> Path:
+    """A YAML file, or a preset name such as ``vae/tiny`` when no such file exists."""
+    path = Path(config)
+    name = str(config)
+    if not path.exists() and path.suffix == "" and name.count("/") == 1:
+        return preset_path(*name.split("/"))
+    return path
+
+
+def load_yaml(path) -> dict:
+    path = resolve_config(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass a YAML file or a preset name such as vae/tiny")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

@@ -1,5 +1,5 @@
 """`mien demo`: the main job (issue 6), run by `make demo`; the stages live in
-:mod:`mien.report.demo`."""
+:mod:`mien.experiments.demo`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="Output folder (index.h
          progress: bool = typer.Option(True, "--progress/--no-progress", help="Show stage lines and training bars.")):
     """Train or load, read, edit and evaluate face models end to end; write OUT/index.html.
     Interrupted and run again, it reuses every finished stage."""
-    from mien.report.demo import DemoConfig, run_demo
+    from mien.experiments.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out=out, preset=preset, seed=seed, train_from_scratch=train_from_scratch, progress=progress)
     if preset == "tiny":

@@ -11,7 +11,7 @@ app = typer.Typer(help="4D facial expression diffusion (Zou ch. 3): controlled s
 
 @app.command()
 def sample(
-    ckpt: Path = typer.Argument(..., help="Checkpoint folder of `mien train configs/expr4d/<preset>.yaml`."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint folder of `mien train expr4d/<preset>`."),
     label: str = typer.Option(None, help="Expression label (Alg. 1; with --neutral, Alg. 4)."),
     text: str = typer.Option(None, help="Text prompt, e.g. 'from the neutral face to happy' (Alg. 2)."),
     direction: str = typer.Option(None, help="N2E or E2N: sequence type for --label (type-S guidance) and --neutral."),
@@ -32,9 +32,10 @@ def sample(
     import torch
 
     import mien
-    from mien import expr4d
+    from mien.control import expr4d as control
     from mien.errors import ConfigError
-    from mien.expr4d.outputs import read_array, write_outputs
+    from mien.models.expr4d import Expr4D, label_control, unconditional
+    from mien.report.sequences import read_array, write_outputs
 
     if label is not None and text is not None:
         raise ConfigError("give either --label or --text, not both")
@@ -45,28 +46,28 @@ def sample(
     if neutral is not None and text is not None:
         raise ConfigError("--neutral works with --label (or alone), not with --text")
     model = mien.load(ckpt)
-    if not isinstance(model, expr4d.Expr4D):
-        raise ConfigError(f"{ckpt} holds a {model.model_name} model; pass a checkpoint of configs/expr4d/*.yaml")
+    if not isinstance(model, Expr4D):
+        raise ConfigError(f"{ckpt} holds a {model.model_name} model; pass a checkpoint trained from an expr4d preset")
     if clip_x0 is not None:
         model.with_sampling(clip_x0=clip_x0)
     g = torch.Generator().manual_seed(seed)
     if fill is not None:
-        given, mask = expr4d.control.place_known(model.check_sequences(read_array(known, "known frames"))[0].cpu(),
-                                                 frames, fill)
-        seqs = expr4d.fill(model, given[None].expand(n, -1, -1, -1), mask, generator=g)
+        given, mask = control.place_known(model.check_sequences(read_array(known, "known frames"))[0].cpu(),
+                                          frames, fill)
+        seqs = control.fill(model, given[None].expand(n, -1, -1, -1), mask, generator=g)
         names = [f"fill {fill}"] * n
     elif neutral is not None:
-        seqs = expr4d.geometry_adaptive(model, read_array(neutral, "neutral face"), label, direction or "N2E", frames,
-                                        n, generator=g, passes=passes)
+        seqs = control.geometry_adaptive(model, read_array(neutral, "neutral face"), label, direction or "N2E", frames,
+                                         n, generator=g, passes=passes)
         names = [f"{label or 'any'} {direction or 'N2E'}"] * n
     elif text is not None:
-        seqs = expr4d.text_control(model, text, n, frames, generator=g)
+        seqs = control.text_control(model, text, n, frames, generator=g)
         names = [text] * n
     elif label is not None:
-        seqs = expr4d.label_control(model, label, n, frames, direction=direction, generator=g)
+        seqs = label_control(model, label, n, frames, direction=direction, generator=g)
         names = [label + (f" {direction}" if direction else "")] * n
     else:
-        seqs = expr4d.unconditional(model, n, frames, generator=g)
+        seqs = unconditional(model, n, frames, generator=g)
         names = ["unconditional"] * n
     write_outputs(seqs, out, names, size, video)
     typer.echo(f"{n} sequences of {frames} frames written to {out}")

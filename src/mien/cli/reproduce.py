@@ -11,7 +11,7 @@ app = typer.Typer(help="Reproduce the tables of a source document on the world."
 
 @app.command("zou-ch3")
 def zou_ch3(
-    preset: str = typer.Option("small", help="tiny, small or paper (configs/expr4d/<preset>.yaml)."),
+    preset: str = typer.Option("small", help="tiny, small or paper (the shipped expr4d/<preset>)."),
     config: Path = typer.Option(None, help="A config file instead of the preset."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides for every run, e.g. train.max_steps=100."),
     out: Path = typer.Option(Path("out/zou-ch3"), help="Output folder (runs/, animations/, zou-ch3.md)."),
@@ -21,9 +21,10 @@ def zou_ch3(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
 ):
     """Train (or reuse) BiT, causal transformer, 1-D U-Net and ACTOR-style runs; write Tabs. 3.1, 3.3, 3.6."""
-    from mien.expr4d.reproduce import reproduce
+    from mien.config import preset_path
+    from mien.experiments.zou_ch3 import reproduce
 
-    path = reproduce(config or Path("configs/expr4d") / f"{preset}.yaml", out, list(overrides or []), n, frames, seed,
+    path = reproduce(config or preset_path("expr4d", preset), out, list(overrides or []), n, frames, seed,
                      progress)
     typer.echo(path.read_text())
     typer.echo(f"written to {path}")

@@ -1,4 +1,4 @@
-"""`mien train CONFIG.yaml [key=value ...]`: train any model; Lightning flags pass through."""
+"""`mien train CONFIG.yaml|FAMILY/PRESET [key=value ...]`: train any model; Lightning flags pass through."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 
 def train(
-    config: Path = typer.Argument(..., help="YAML config, e.g. configs/vae/tiny.yaml."),
+    config: Path = typer.Argument(..., help="YAML config or a shipped preset, e.g. vae/tiny or my.yaml."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100 data.path=DIR."),
     out: Path = typer.Option(None, help="Run folder (default: runs/<config name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last state."),

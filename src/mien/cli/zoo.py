@@ -41,7 +41,7 @@ def get(name: str = typer.Argument(..., help="Zoo model name (see `mien zoo list
 @app.command("add")
 def add(ckpt: Path = typer.Argument(..., help="Checkpoint folder to publish."),
         name: str = typer.Option(..., help="Zoo name."),
-        recipe: str = typer.Option(..., help="The config that reproduces it, e.g. configs/zoo/vae.yaml."),
+        recipe: str = typer.Option(..., help="The config that reproduces it, e.g. zoo/vae (a preset) or a YAML path."),
         metrics: Path = typer.Option(None, help="JSON written by `mien eval ckpt` to record in meta.json.")):
     """Publish a checkpoint into the package's zoo (float16 weights, recipe, metrics)."""
     from mien import zoo

@@ -15,6 +15,7 @@ from torch import nn
 
 from mien.diffusion.sampling import Denoise
 from mien.diffusion.schedule import NoiseSchedule
+from mien.nn.embeddings import timestep_embedding
 
 
 def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -68,12 +69,3 @@ def inpaint(x0_known: torch.Tensor, mask: torch.Tensor, schedule: NoiseSchedule,
         return mask * known + (1 - mask) * x_prev
 
     return hook
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of (possibly fractional) timesteps: [cos(t w_k), sin(t w_k)]."""
-    half = dim // 2
-    freqs = torch.exp(-torch.log(torch.tensor(max_period)) * torch.arange(half, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], -1)
-    return nn.functional.pad(emb, (0, dim % 2))

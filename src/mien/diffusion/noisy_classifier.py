@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mien.diffusion.guidance import timestep_embedding
+from mien.nn.embeddings import timestep_embedding
 from mien.diffusion.schedule import NoiseSchedule
 from mien.errors import ConfigError, DataError
 from mien.models.base import GenerativeModel, ModelConfig, register

@@ -12,11 +12,12 @@ DISENTANGLEMENT = [("MIG", "mig"), ("MIG ({})", "mig_regularised"), ("SAP", "sap
                    ("FactorVAE score", "factor_vae"), ("PSNR (dB)", "psnr"), ("csim_mien", "csim_mien")]
 
 
-def write_report(cfg, results: dict, seconds: float) -> Path:
+def write_report(out: Path, results: dict, seconds: float, labels: dict[str, str], vae_names: tuple[str, ...],
+                 n_codes: int, run: str) -> Path:
+    """``out/index.html`` from the stages' ``results`` (their pictures lie in ``out/<stage>/``);
+    ``labels`` names the models, ``vae_names`` are the VAE family's, ``run`` describes the run."""
     from mien import __version__
-    from mien.report.demo import LABELS, VAES
 
-    out = cfg.out
     world = Section("The procedural face world").text(
         "The data every model below is trained on, rendered on the fly: the 8 expressions, attributes, yaw and age.")
     world.image(out / "world" / "tour.png", out, "world tour").image(out / "world" / "samples_32px.png", out,
@@ -24,18 +25,18 @@ def write_report(cfg, results: dict, seconds: float) -> Path:
     vaes = Section("VAE family: samples, reconstructions, traversals, interpolations").text(
         "Traversals sweep one latent dimension per row over the 2-98 % range of the encoded test faces; the AR-VAE's "
         "rows tied to an attribute are labelled with it. Interpolations go from the left face to the right one.")
-    for name in VAES:
-        d, label = out / name, LABELS[name]
+    for name in vae_names:
+        d, label = out / name, labels[name]
         for pic, what in (("samples.png", "samples from the prior"), ("reconstructions.png", "inputs and reconstructions"),
                           ("traversal.png", "latent traversal"), ("interpolation_lerp.png", "lerp"),
                           ("interpolation_slerp.png", "slerp")):
             vaes.image(d / pic, out, f"{label}: {what} ({results[name]['steps']} steps)")
     regularised = ", ".join(results["arvae"]["regularised"])
-    held = "; ".join(f"{LABELS[n]}: {', '.join(f'{k} {v}' for k, v in results[n]['fixed'].items())}" for n in VAES)
+    held = "; ".join(f"{labels[n]}: {', '.join(f'{k} {v}' for k, v in results[n]['fixed'].items())}" for n in vae_names)
     table = Section("Disentanglement and reconstruction").table(
         ["model"] + [h.format(regularised) for h, _ in DISENTANGLEMENT],
-        [[LABELS[n]] + [results[n]["metrics"][k] for _, k in DISENTANGLEMENT] for n in VAES],
-        f"{cfg.n_codes} unseen faces of each model's training world (factors held fixed there: {held}); MIG over "
+        [[labels[n]] + [results[n]["metrics"][k] for _, k in DISENTANGLEMENT] for n in vae_names],
+        f"{n_codes} unseen faces of each model's training world (factors held fixed there: {held}); MIG over "
         f"the factors that vary and over the AR-VAE's regularised ones")
     vq = results["vqvae"]["metrics"]
     vqs = Section("VQ-VAE").image(out / "vqvae" / "reconstructions.png", out, "inputs and reconstructions")
@@ -63,7 +64,5 @@ def write_report(cfg, results: dict, seconds: float) -> Path:
               for r in ed["sweep"]], "the mean over the seven targets on a grid of editing strength t0 and guidance")
     times = Section("Run").table(["stage", "seconds"], [[k, v.get("seconds", 0.0)] for k, v in results.items()]
                                  + [["total (this run)", round(seconds, 1)]])
-    subtitle = (f"mien {__version__} · preset {cfg.preset} · seed {cfg.seed} · "
-                f"{'trained from scratch' if cfg.train_from_scratch or cfg.preset == 'tiny' else 'zoo checkpoints'} · "
-                f"{datetime.datetime.now():%Y-%m-%d %H:%M} · every number computed in this run")
+    subtitle = (f"mien {__version__} · {run} · {datetime.datetime.now():%Y-%m-%d %H:%M} · every number computed in this run")
     return write_page(out / "index.html", "mien demo", subtitle, [world, vaes, table, vqs, ds, es, times])

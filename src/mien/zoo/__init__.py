@@ -1,6 +1,6 @@
 """The model zoo (issue 6): small checkpoints shipped inside the package. Each entry is a normal
-checkpoint folder (design.md, Checkpoints) whose meta.json adds ``recipe`` (the config under
-``configs/zoo/`` that ``mien train`` reproduces it with) and ``zoo_metrics`` (numbers measured
+checkpoint folder (design.md, Checkpoints) whose meta.json adds ``recipe`` (the preset ``zoo/<name>``,
+shipped in ``mien/configs/zoo/``, that ``mien train`` reproduces it with) and ``zoo_metrics`` (numbers measured
 on it with ``mien eval``). Floating-point weights are stored in float16 to keep the package
 small; loading casts them back to float32."""
 
