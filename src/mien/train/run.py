@@ -20,12 +20,11 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
+from mien.data.source import make_dataset
 from mien.errors import ConfigError
 from mien.io import atomic_write_text
-from mien.data.source import make_dataset
-from mien.models.base import build_model
 from mien.models import checkpoint
-from mien.models.checkpoint import read_meta, read_weights
+from mien.models.base import build_model
 from mien.train.config import RunConfig
 from mien.train.data import ResumableLoader, StepBatchSampler
 from mien.train.module import TrainingModule
@@ -95,7 +94,7 @@ def _prepend_rows(path: Path, earlier: list[dict]) -> None:
 def start_from(model, folder) -> list[str]:
     """Copy into ``model`` the weights of checkpoint ``folder`` whose names and shapes match
     (a second training stage, or a new head on a trained trunk); returns the names left as built."""
-    theirs = read_weights(folder)
+    theirs = checkpoint.read_weights(folder)
     ours = model.state_dict()
     same = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     if not same:
@@ -133,7 +132,7 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
     meta = {"model": model.model_name, "parameters": sum(p.numel() for p in model.parameters()),
             "data": {k: v for k, v in config["data"].items() if k in ("source", "path", "size", "n", "seed", "design")}}
     if cfg.train.init_from:
-        meta["init_from"] = {"folder": str(cfg.train.init_from), "recipe": read_meta(cfg.train.init_from).get("recipe"),
+        meta["init_from"] = {"folder": str(cfg.train.init_from), "recipe": checkpoint.read_meta(cfg.train.init_from).get("recipe"),
                              "not_copied": as_built}
     callbacks = [ModelFolder(out, config, meta, cfg.train.save_every)]
     if progress:
