@@ -3,7 +3,8 @@ applies it to any model exposing its latent space.
 
 A direction lives in a named space of :meth:`latent_spaces` (``z``: VAE-family codes; ``x_t`` and
 ``h``: a diffusion model's noisy latents and U-Net bottleneck, Haas P-V §3; ``w``, ``w+``, ``s``:
-GAN spaces, later). ``vectors`` holds k directions, each of the space's shape, or for ``h`` one
+a GAN's W, W+ and StyleSpace, Haas Ch. 2.3). A ``w`` direction may carry ``layers``, the W+ inputs
+it moves. ``vectors`` holds k directions, each of the space's shape, or for ``h`` one
 offset per timestep (k x len(timesteps) x C x h x w). It is saved as ``vectors.safetensors`` plus
 ``direction.json``; loading never unpickles.
 """
@@ -119,7 +120,11 @@ def _coefficients(direction: Direction, alpha) -> torch.Tensor:
 def shift(codes: torch.Tensor, direction: Direction, alpha, absolute: bool = False) -> torch.Tensor:
     """codes + sum_i alpha_i v_i; with ``absolute``, the code's coordinate along each unit vector
     v_i/|v_i| is set to alpha_i instead (z + (alpha - <z, v>) v: the axis traversal of Higgins et al.
-    2017 when v is a coordinate axis)."""
+    2017 when v is a coordinate axis). A ``w`` direction moves W+ codes (n x num_ws x w_dim) at its
+    ``layers`` only (all when None); W codes with ``layers`` are first copied to every layer (the
+    layer-range edits of GANSpace, Haerkoenen et al. 2020, and Haas P-II)."""
+    if direction.space == "w" and (codes.dim() == 3 or direction.layers is not None):
+        return _shift_layers(codes, direction, alpha, absolute)
     a = _coefficients(direction, alpha).to(codes.device, codes.dtype)
     v = direction.vectors.to(codes.device, codes.dtype)
     if not absolute:
@@ -128,6 +133,28 @@ def shift(codes: torch.Tensor, direction: Direction, alpha, absolute: bool = Fal
         v_i = v_i / v_i.norm()
         codes = codes - (codes * v_i).flatten(1).sum(1).reshape(-1, *[1] * v_i.dim()) * v_i + a_i * v_i
     return codes
+
+
+def _shift_layers(codes: torch.Tensor, direction: Direction, alpha, absolute: bool) -> torch.Tensor:
+    """W (n x d, broadcast to ``num_ws`` layers) or W+ codes (n x L x d) shifted at ``layers``."""
+    num_ws = direction.provenance.get("num_ws") if codes.dim() == 2 else codes.shape[1]
+    if codes.dim() == 2:
+        if not isinstance(num_ws, int):
+            raise ConfigError("a layer-range direction applied to W codes needs provenance['num_ws']; "
+                              "pass W+ codes (n x num_ws x w_dim)")
+        codes = codes[:, None].expand(-1, num_ws, -1)
+    layers = list(range(num_ws)) if direction.layers is None else direction.layers
+    out = codes.clone()
+    moved = Direction("w", direction.vectors, None, None, direction.sign, direction.provenance)
+    out[:, layers] = shift(codes[:, layers].flatten(0, 1), moved, alpha, absolute).reshape(out[:, layers].shape)
+    return out
+
+
+def check_layers(direction: Direction, num_ws: int) -> None:
+    """A ConfigError when the direction's layer range leaves 0 .. num_ws - 1."""
+    bad = [i for i in direction.layers or [] if not 0 <= i < num_ws]
+    if bad:
+        raise ConfigError(f"layer {bad[0]} is out of range; this generator has W+ layers 0..{num_ws - 1}")
 
 
 def _sample(model, x_T, cond=None, guidance=None, steps=None, eta=None, generator=None, offsets=None,
@@ -165,11 +192,20 @@ def record_h(model, x_T: torch.Tensor, **options) -> tuple[torch.Tensor, list[in
     return torch.stack([captured[t][-len(x_T):] for t in ts], 1), ts, images
 
 
-# Spaces where an edit moves the code itself (codes + alpha v), each with the map code -> image. The
-# extension point: a GAN family adds "w", "w+" (a shift at ``layers`` only) and "s" here.
+def _synthesize(model, codes: torch.Tensor, noise=None) -> torch.Tensor:
+    """A GAN's images of W (n x d) or W+ (n x num_ws x d) codes, clamped to [-1, 1]."""
+    return model.synthesize(codes if codes.dim() == 3 else model.broadcast(codes), noise).clamp(-1, 1)
+
+
+# Spaces where an edit moves the code itself (codes + alpha v), each with the map code -> image:
+# z (a VAE's decoder; a GAN's G = g o f), x_t (a diffusion sampler), and a GAN's W, W+ (with a
+# layer range) and S (StyleSpace, Wu et al. 2021).
 RENDER: dict[str, Callable] = {
-    "z": lambda model, codes: model.decode(codes),
+    "z": lambda model, codes, **options: model.decode(codes, **options),
     "x_t": _sample,  # sample from x_T + alpha v (Haas P-V §5, Eq. 10 with q = x_T)
+    "w": _synthesize,
+    "w+": _synthesize,
+    "s": lambda model, codes, noise=None: model.from_styles(codes, noise).clamp(-1, 1),
 }
 
 
@@ -198,6 +234,10 @@ def _checked(model, direction: Direction, absolute: bool) -> str:
     if direction.shape != tuple(shape):
         raise ConfigError(f"the direction's vectors have shape {direction.shape}; {direction.space} of "
                           f"{model.model_name} has shape {tuple(shape)}")
+    if direction.layers is not None:
+        if direction.space != "w":
+            raise ConfigError(f"a layer range applies to w directions; this one is in {direction.space}")
+        check_layers(direction, model.latent_spaces()["w+"][0])
     return direction.space
 
 

@@ -170,7 +170,7 @@ class GenerativeModel(nn.Module):
 # Modules that register families when imported. They are found by name (a plugin list), so
 # that this module, which every family imports, imports none of them.
 FAMILIES = ("mien.models.vae", "mien.models.arvae", "mien.models.vqvae", "mien.models.klae", "mien.models.diffusion",
-            "mien.models.expr4d", "mien.evaluator", "mien.diffusion.noisy_classifier")
+            "mien.models.expr4d", "mien.models.stylegan", "mien.evaluator", "mien.diffusion.noisy_classifier")
 
 
 def families() -> dict[str, tuple[type, type]]:
@@ -208,6 +208,37 @@ def class_index(label, names, count: int | None = None, what: str = "class") -> 
     if not 0 <= i < count:
         raise ConfigError(f"unknown {what} {label!r}; choose one of {', '.join(names) or range(count)}")
     return i
+
+
+def batch_labels(config, batch: dict) -> torch.Tensor | None:
+    """The class indices of ``config.condition`` in a batch (``label`` for expression, else the
+    factor), checked to lie in 0 .. num_classes - 1; None for an unconditional config."""
+    if not getattr(config, "condition", None):
+        return None
+    if config.condition == "expression" and "label" in batch:
+        y = batch["label"]
+    elif "factors" in batch and config.condition in batch["factors"]:
+        y = batch["factors"][config.condition]
+    else:
+        raise ConfigError(f"the data has no factor {config.condition!r} to condition on")
+    y = torch.as_tensor(y).long()
+    if y.min() < 0 or y.max() >= config.num_classes:
+        raise ConfigError(f"labels of {config.condition!r} must lie in 0..{config.num_classes - 1}")
+    return y
+
+
+def condition_labels(config, cond, n: int, device=None, what: str = "this model") -> torch.Tensor | None:
+    """Label indices for n samples of a model conditioned on ``config.condition``: from a class name
+    or index (one for all), a list of them, or a tensor; None stays None."""
+    if cond is None:
+        return None
+    if not getattr(config, "condition", None):
+        raise ConfigError(f"{what} is unconditional; sample it without a label")
+    if isinstance(cond, (str, int)):
+        cond = [cond] * n
+    if torch.is_tensor(cond):
+        return cond.long().to(device)
+    return torch.tensor([class_index(c, config.class_names, config.num_classes) for c in cond], device=device)
 
 
 def images_of(batch: dict) -> torch.Tensor:

@@ -14,7 +14,7 @@ from mien.diffusion.denoisers import DenoiserConfig, UNetDenoiser
 from mien.diffusion.guidance import classifier_free
 from mien.diffusion.schedule import PREDICTIONS, NoiseSchedule
 from mien.errors import ConfigError
-from mien.models.base import ConditionalConfig, GenerativeModel, build_model, class_index, images_of, register
+from mien.models.base import ConditionalConfig, GenerativeModel, build_model, batch_labels, class_index, condition_labels, images_of, register
 
 
 @dataclass
@@ -114,19 +114,7 @@ class Diffusion(GenerativeModel):
 
     # --- conditions ----------------------------------------------------------------------------
     def labels(self, batch: dict) -> torch.Tensor | None:
-        c = self.config
-        if not c.condition:
-            return None
-        if c.condition == "expression" and "label" in batch:
-            y = batch["label"]
-        elif "factors" in batch and c.condition in batch["factors"]:
-            y = batch["factors"][c.condition]
-        else:
-            raise ConfigError(f"the data has no factor {c.condition!r} to condition on")
-        y = torch.as_tensor(y).long()
-        if y.min() < 0 or y.max() >= c.num_classes:
-            raise ConfigError(f"labels of {c.condition!r} must lie in 0..{c.num_classes - 1}")
-        return y
+        return batch_labels(self.config, batch)
 
     def label_index(self, label) -> int:
         """A class given by name (from class_names) or index."""
@@ -168,15 +156,7 @@ class Diffusion(GenerativeModel):
 
     def cond_labels(self, cond, n: int) -> torch.Tensor | None:
         """Label indices for n samples from a class name or index, a list of them, or a tensor."""
-        if cond is None:
-            return None
-        if not self.config.condition:
-            raise ConfigError("this diffusion model is unconditional; sample it without a label")
-        if isinstance(cond, (str, int)):
-            cond = [cond] * n
-        if torch.is_tensor(cond):
-            return cond.long().to(self.scale.device)
-        return torch.tensor([self.label_index(c) for c in cond], device=self.scale.device)
+        return condition_labels(self.config, cond, n, self.scale.device, "this diffusion model")
 
     @torch.no_grad()
     def sample(self, n: int, cond=None, generator=None, guidance: float | None = None, steps: int | None = None,

@@ -28,7 +28,10 @@ class TrainConfig:
     (the groups are the model's ``param_groups``). The learning rate of step s is
     lr * min(1, (s + 1) / warmup_steps) * f(s), f = 1 (``lr_schedule: constant``) or
     0.5 (1 + cos(pi s / max_steps)) (``cosine``). ``ema_decay`` > 0 keeps an exponential moving
-    average of the model's ``ema_modules`` (the weights then shipped). ``init_from`` names a
+    average of the model's ``ema_modules`` (the weights then shipped); ``ema_kimg`` > 0 sets it instead
+    by StyleGAN2's half-life in thousands of images, decay = 0.5 ** (global batch / (1000 ema_kimg)),
+    ramped up as the half-life min(ema_kimg, ema_rampup * images seen so far) when ema_rampup > 0
+    (Karras et al. 2020, official code). ``init_from`` names a
     checkpoint folder whose weights start a new run (those whose names and shapes match)."""
 
     max_steps: int = 1000
@@ -42,6 +45,8 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 0.0
     ema_decay: float = 0.0
+    ema_kimg: float = 0.0
+    ema_rampup: float = 0.0
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
@@ -59,6 +64,8 @@ class TrainConfig:
                 raise ConfigError(f"{where}.lr must be > 0, got {opt.lr}")
             if opt.betas is not None and (len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas)):
                 raise ConfigError(f"{where}.betas must be two numbers in [0, 1), got {opt.betas}")
+        if not (self.ema_kimg >= 0 and self.ema_rampup >= 0 and 0 <= self.ema_decay < 1):
+            raise ConfigError("train.ema_decay must lie in [0, 1) and train.ema_kimg, train.ema_rampup be >= 0")
         if self.max_steps < 1:
             raise ConfigError(f"train.max_steps must be >= 1, got {self.max_steps}")
         if self.optimizer not in ("adam", "adamw"):

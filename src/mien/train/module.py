@@ -68,7 +68,7 @@ class TrainingModule(L.LightningModule):
         self.step = 0
         self.statistics = None  # what fit_data fitted before step 0 (recorded in meta.json)
         self.ema = None
-        if cfg.ema_decay > 0:
+        if cfg.ema_decay > 0 or cfg.ema_kimg > 0:
             self.ema = copy.deepcopy(model).requires_grad_(False)
             prefixes = model.ema_modules()
             self.ema_names = [n for n, _ in model.named_parameters()
@@ -119,7 +119,7 @@ class TrainingModule(L.LightningModule):
             logged.update({(phase.log_key if k == "loss" else k): v.detach() for k, v in terms.items()
                            if torch.is_tensor(v)})
         if self.ema is not None:
-            self._update_ema(min(self.cfg.ema_decay, (1 + step) / (10 + step)))
+            self._update_ema(self.ema_decay(step, _batch_size(batch) * self.trainer.world_size))
         self.step = step + 1
         self._log(logged, batch, step)
         if self.step >= self.cfg.max_steps:
@@ -142,12 +142,23 @@ class TrainingModule(L.LightningModule):
             rest = {k: v.float().mean() for k, v in logged.items() if k not in losses}
             self.log_dict(rest, prog_bar=False, on_step=True, on_epoch=False, batch_size=n)
 
+    def ema_decay(self, step: int, batch: int) -> float:
+        """The EMA decay of step s: min(ema_decay, (1 + s) / (10 + s)); with ``ema_kimg``, StyleGAN2's
+        0.5 ** (batch / h), h = 1000 ema_kimg images, or min(h, ema_rampup * images seen) with a ramp-up."""
+        c = self.cfg
+        if c.ema_kimg <= 0:
+            return min(c.ema_decay, (1 + step) / (10 + step))
+        half_life = c.ema_kimg * 1000
+        if c.ema_rampup > 0:
+            half_life = min(half_life, (step + 1) * batch * c.ema_rampup)
+        return 0.5 ** (batch / max(half_life, 1e-8))
+
     @torch.no_grad()
     def _update_ema(self, decay: float):
         """ema <- decay * ema + (1 - decay) * weights for the parameters of ``ema_modules``; the
         other parameters and all buffers (e.g. norm statistics) are copied. The engine warms the
         decay up as min(ema_decay, (1 + step) / (10 + step)), so that short runs are not dominated
-        by the initial weights."""
+        by the initial weights (:meth:`ema_decay`)."""
         live, ema = dict(self.model.named_parameters()), dict(self.ema.named_parameters())
         averaged = set(self.ema_names)
         torch._foreach_lerp_([ema[n] for n in self.ema_names], [live[n].detach() for n in self.ema_names], 1 - decay)
