@@ -3,6 +3,7 @@ interpolate."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -37,6 +38,7 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
            guidance: float = typer.Option(None, help="Classifier-free guidance scale gamma (0 uncond, 1 cond)."),
            steps: int = typer.Option(None, help="Sampler steps (diffusion)."),
            eta: float = typer.Option(None, help="0 = DDIM, 1 = DDPM (diffusion)."),
+           psi: float = typer.Option(None, help="Truncation psi: w' = w_avg + psi (w - w_avg) (GANs)."),
            per_class: int = typer.Option(0, "--per-class", help="Instead of --n: this many samples of every class, a row each."),
            out: Path = typer.Option(Path("samples.png"), help="PNG grid to write (sequence models: a folder)."),
            size: int = typer.Option(64, help="Pixel size of rendered sequence frames (sequence models).")):
@@ -51,6 +53,12 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
     options = {k: v for k, v in {"guidance": guidance, "steps": steps, "eta": eta}.items() if v is not None}
     if options and model.model_name != "diffusion":
         raise ConfigError(f"--{next(iter(options))} applies to diffusion models; {model.model_name} has no such sampler")
+    if psi is not None:
+        if "w" not in getattr(model, "latent_spaces", dict)():
+            raise ConfigError(f"--psi applies to GANs; {model.model_name} has no W space to truncate")
+        if not math.isfinite(psi):
+            raise ConfigError(f"--psi must be a finite number (1 = no truncation), got {psi}")
+        options["psi"] = psi
     generator = torch.Generator().manual_seed(seed)
     labels = None
     if per_class:
