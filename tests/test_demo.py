@@ -10,11 +10,11 @@ import pytest
 from mien.errors import ConfigError
 from mien.experiments.demo import MODELS, DemoConfig, run_demo
 
-STAGES = ("world", "vae", "tcvae", "arvae", "vqvae", "diffusion", "edits")
+STAGES = ("world", "vae", "tcvae", "arvae", "vqvae", "diffusion", "edits", "gan")
 
 
 def _tiny(out):
-    return DemoConfig(out=out, preset="tiny", n_codes=200, per_class=8, n_edits=2, steps=5, progress=False,
+    return DemoConfig(out=out, preset="tiny", n_codes=200, per_class=8, n_edits=2, steps=5, n_gan=64, progress=False,
                       edit_sweep=((300, 500), (4.0,)))
 
 
@@ -54,17 +54,19 @@ def test_every_stage_computes_finite_numbers(demo):
     sweep = results["edits"]["sweep"]
     assert [(r["t0"], r["guidance"]) for r in sweep] == [(300, 4.0), (500, 4.0)]
     assert sweep[1]["psnr"] == pytest.approx(edits[-1]["psnr"])  # the shown setting is the per-target table's
+    gan = results["gan"]["metrics"]
+    assert gan["fid_mien"] > 0 and all(0 <= gan[k] <= 1 for k in ("precision", "recall", "coverage"))
 
 
 def test_report_shows_every_picture_and_the_run(demo):
     out, page = demo
     text = page.read_text()
     pictures = re.findall(r'<img src="([^"]+)"', text)
-    assert len(pictures) == 2 + 3 * 5 + 2 + 2 + 1
-    assert text.count("<table>") == 6
+    assert len(pictures) == 2 + 3 * 5 + 2 + 2 + 1 + 3
+    assert text.count("<table>") == 7
     assert all((out / p).is_file() for p in pictures)
     assert "preset tiny" in text and "seed 0" in text and "z0 intensity" not in text  # labels live in the PNGs
-    for label in ("AR-VAE", "beta-TCVAE", "MIG (intensity, yaw, age)", "csim_mien", "fid_mien"):
+    for label in ("AR-VAE", "beta-TCVAE", "MIG (intensity, yaw, age)", "csim_mien", "fid_mien", "StyleGAN2", "psi"):
         assert label in text
 
 

@@ -19,12 +19,14 @@ import torch
 
 from mien.config import preset_path
 from mien.errors import ConfigError
+from mien.experiments.demo_gan import chunks, gan_stage
 from mien.models.checkpoint import read_meta, training_world
 
 VAES = ("vae", "tcvae", "arvae")
-MODELS = VAES + ("vqvae", "ldm")
+MODELS = VAES + ("vqvae", "ldm", "stylegan")
 FIRST_STAGE = {"tiny": "vqvae", "small": "klae"}  # the autoencoder the latent diffusion runs in
-LABELS = {"vae": "VAE", "tcvae": "beta-TCVAE", "arvae": "AR-VAE", "vqvae": "VQ-VAE", "ldm": "latent diffusion"}
+LABELS = {"vae": "VAE", "tcvae": "beta-TCVAE", "arvae": "AR-VAE", "vqvae": "VQ-VAE", "ldm": "latent diffusion",
+          "stylegan": "StyleGAN2"}
 
 
 @dataclass
@@ -44,6 +46,7 @@ class DemoConfig:
     guidance: float = 4.0
     edit_sweep: tuple = ((400, 500, 600), (1.0, 3.0, 5.0))  # t0 values x guidance scales (Table 4.2)
     steps: int = 25
+    n_gan: int = 500  # GAN samples and world faces for fid_mien, precision and recall
     progress: bool = True
 
     def __post_init__(self):
@@ -216,7 +219,7 @@ def diffusion_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
     rows, shown, gen_f, ref_f = [], [], [], []
     for c, cls in enumerate(names):
         s = torch.cat([model.sample(n, cond=c, generator=g, guidance=cfg.guidance, steps=cfg.steps)["image"]
-                       for n in _chunks(cfg.per_class, 64)]).clamp(-1, 1)
+                       for n in chunks(cfg.per_class, 64)]).clamp(-1, 1)
         ref = training_world(ckpt, cfg.per_class, cfg.seed + 777 + c, expression=cls)
         ref = ref.batch(range(cfg.per_class))["image"]
         fg, fr = fid.image_features(s, ev), fid.image_features(ref, ev)
@@ -235,10 +238,6 @@ def diffusion_stage(cfg: DemoConfig, ckpt: Path, folder: Path) -> dict:
           labels=[n if j == 0 else "" for n in names for j in range(len(shown[0]))])
     return {"model": "ldm", "steps": read_meta(ckpt).get("steps"), "guidance": cfg.guidance,
             "sampler_steps": cfg.steps, "per_class": cfg.per_class, "rows": rows + [overall]}
-
-
-def _chunks(n: int, size: int) -> list[int]:
-    return [min(size, n - s) for s in range(0, n, size)]
 
 
 def _edit_scores(x, c: int, edited, ev) -> dict:
@@ -342,6 +341,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     results["vqvae"] = _stage(cfg, "vqvae", lambda f: vqvae_stage(cfg, model_folder(cfg, "vqvae"), f), ("vqvae",))
     results["diffusion"] = _stage(cfg, "diffusion", lambda f: diffusion_stage(cfg, _ldm(cfg), f), ("ldm",))
     results["edits"] = _stage(cfg, "edits", lambda f: edit_stage(cfg, _ldm(cfg), f), ("ldm",))
+    results["gan"] = _stage(cfg, "gan", lambda f: gan_stage(model_folder(cfg, "stylegan"), f, cfg.seed,
+                                                            cfg.n_gan), ("stylegan",))
     run = (f"preset {cfg.preset} · seed {cfg.seed} · "
            f"{'trained from scratch' if cfg.train_from_scratch or cfg.preset == 'tiny' else 'zoo checkpoints'}")
     return write_report(cfg.out, results, time.perf_counter() - start, LABELS, VAES, cfg.n_codes, run)

@@ -62,7 +62,29 @@ def write_report(out: Path, results: dict, seconds: float, labels: dict[str, str
     es.table(["t0", "guidance", "accuracy", "PSNR (dB)", "SSIM", "lpips_mien", "csim_mien"],
              [[r["t0"], r["guidance"], r["expression_acc"], r["psnr"], r["ssim"], r["lpips_mien"], r["csim_mien"]]
               for r in ed["sweep"]], "the mean over the seven targets on a grid of editing strength t0 and guidance")
+    sections = [world, vaes, table, vqs, ds, es]
+    if "gan" in results:
+        sections.append(gan_section(out, results["gan"]))
     times = Section("Run").table(["stage", "seconds"], [[k, v.get("seconds", 0.0)] for k, v in results.items()]
                                  + [["total (this run)", round(seconds, 1)]])
     subtitle = (f"mien {__version__} · {run} · {datetime.datetime.now():%Y-%m-%d %H:%M} · every number computed in this run")
-    return write_page(out / "index.html", "mien demo", subtitle, [world, vaes, table, vqs, ds, es, times])
+    return write_page(out / "index.html", "mien demo", subtitle, sections + [times])
+
+
+def gan_section(out: Path, gan: dict) -> Section:
+    """StyleGAN2 (Haas Ch. 2.3): samples, truncation, style mixing, directions, inversions, scores."""
+    m = gan["metrics"]
+    sec = Section("StyleGAN2 on the world (Haas Ch. 2)").text(
+        f"{gan['steps']} training steps. fid_mien, precision, recall, density and coverage on evaluator features of "
+        f"{gan['n']} samples (psi 1) and {gan['n']} world faces.")
+    sec.image(out / "gan" / "samples.png", out, "samples, psi = 1")
+    sec.image(out / "gan" / "truncation.png", out, "truncation: each row one z, psi from 0 (the mean face w_avg) to 1")
+    sec.image(out / "gan" / "style_mixing.png", out, f"style mixing: each cell takes the first {gan['mixing_cut']} "
+                                                     "W+ codes (coarse styles) of its column's face, the rest of its row's")
+    for pic, what in gan.get("pictures", []):
+        sec.image(out / "gan" / pic, out, what)
+    sec.table(["fid_mien", "precision", "recall", "density", "coverage"],
+              [[m["fid_mien"], m["precision"], m["recall"], m["density"], m["coverage"]]])
+    for title, header, rows in gan.get("tables", []):
+        sec.table(header, rows, title)
+    return sec
