@@ -316,7 +316,7 @@ class StyleGAN(GenerativeModel):
         n = max(1, len(images_of(batch)) // c.pl_batch_shrink)
         labels = self._labels(batch)
         z, _, _ = self.draw_z(n)
-        ws = self.broadcast(self.map(z, None if labels is None else labels[:n])).detach().requires_grad_(True)
+        ws = self.broadcast(self.map(z, None if labels is None else labels[:n]))  # the penalty reaches f too
         penalty, mean = path_length_penalty(self.synthesize(ws), ws, self.pl_mean, c.pl_decay)
         with torch.no_grad():
             self.pl_mean.copy_(mean)
