@@ -147,7 +147,8 @@ def test_inversion_dispatch_and_bad_input(gan):
 def test_e4e_codes_are_w_plus_offsets_and_d_reg_is_the_formula(gan_dir):
     torch.manual_seed(0)
     enc = build_model({"name": "psp", "generator": str(gan_dir), "image_size": 32, "widths": [8, 16, 16],
-                       "variant": "e4e", "synthetic": 0.0, "lpips_weight": 0.0, "d_reg_weight": 0.5})
+                       "variant": "e4e", "synthetic": 0.0, "lpips_weight": 0.0, "d_reg_weight": 0.5,
+                       "latent_disc_weight": 0.0})
     x = generated(enc.generator, 3, seed=4)
     codes, deltas = enc.offsets(x)
     num_ws = enc.num_ws
@@ -166,6 +167,33 @@ def test_e4e_codes_are_w_plus_offsets_and_d_reg_is_the_formula(gan_dir):
     _, deltas = enc.offsets(x)
     assert int(enc.offsets_active) == 2
     assert deltas[:, :2].abs().sum() > 0 and deltas[:, 2:].abs().sum() == 0
+
+
+def test_e4e_latent_discriminator_learns_to_tell_f_z_from_codes(gan_dir):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    enc = build_model({"name": "psp", "generator": str(gan_dir), "image_size": 32, "widths": [8, 16, 16],
+                       "variant": "e4e", "synthetic": 0.0, "lpips_weight": 0.0, "latent_r1_every": 2})
+    assert [p.name for p in enc.phases()] == ["model", "disc", "latent_r1"]
+    assert set(enc.param_groups()) == {"model", "disc"}
+    x = generated(enc.generator, 8, seed=7)
+    out = enc.loss({"image": x})
+    with torch.no_grad():
+        adv = F.softplus(-enc.latent_disc(enc.encode(x))).mean()
+    assert out["latent_adv"].item() == pytest.approx(adv.item(), rel=1e-5)
+    opt = torch.optim.Adam(enc.param_groups()["disc"], lr=3e-3)
+    first = None
+    for step in range(100):
+        loss = enc.latent_disc_loss({"image": x}, step)["loss"]
+        if step % 2 == 0:
+            loss = loss + 2 * enc.latent_r1_loss({"image": x}, step)["loss"]
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    final = enc.latent_disc_loss({"image": x})["loss"].item()
+    assert first == pytest.approx(2 * math.log(2), abs=0.3) and final < first - 0.3, (first, final)
 
 
 def test_psp_maps_coarse_medium_fine_levels_to_first_middle_last_codes(gan_dir):

@@ -15,7 +15,13 @@ place of LPIPS-VGG) of G(codes) against the input, plus pSp's w-norm ||E(x)||_2 
 and e4e's d-reg (``d_reg_weight``). A fraction ``synthetic`` of each batch is replaced by generated
 pairs (w, G(w)), w = f(z), whose codes are also pulled to w by an MSE latent loss
 (``latent_weight``; the synthetic-pair training of Haas P-I's ResNet encoder, Fig. 3.4a), so the
-encoder learns on small data too. e4e's latent discriminator is not implemented.
+encoder learns on small data too.
+
+e4e's latent discriminator (``latent_disc_weight`` > 0, e4e only): an MLP D_W scoring W vectors,
+trained in its own phase (group ``disc``) with the logistic loss to tell w = f(z) from the
+encoder's codes (w and every switched-on w + Delta_i, w_avg added), with lazy R1 on the real w
+(gamma ``latent_r1_gamma`` every ``latent_r1_every`` steps); the encoder adds
+``latent_disc_weight`` softplus(-D_W(codes)) (e4e's defaults: 0.1, 4 layers, R1 10 every 16).
 
 The generator is frozen and kept out of the state dict: the config stores its checkpoint folder
 (``generator``) and the sha256 fingerprint of its weights (``generator_fingerprint``, filled in
@@ -36,7 +42,8 @@ from torch import nn
 from mien.errors import ConfigError, DataError
 from mien.evaluator.perceptual import lpips_distance
 from mien.models import checkpoint
-from mien.models.base import GenerativeModel, ImageConfig, images_of, register
+from mien.models.base import GenerativeModel, ImageConfig, Phase, images_of, register
+from mien.models.stylegan.losses import d_logistic, g_nonsaturating, r1_penalty
 from mien.nn.equalized import EqualLinear
 
 GAN_FAMILIES = ("stylegan", "cgan", "infogan")
@@ -76,6 +83,8 @@ class GANEncoderConfig(ImageConfig):
     mse_weight, lpips_weight, w_norm_weight, d_reg_weight, latent_weight: the loss weights;
     synthetic: the fraction of each batch made of generated (w, G(w)) pairs;
     progressive_every: e4e's progressive training period (0 = every offset from the start);
+    latent_disc_weight, latent_disc_layers, latent_r1_gamma, latent_r1_every: e4e's latent
+    discriminator (weight 0 = none; unused by pSp);
     w_dim, num_ws: taken from the generator."""
 
     generator: str = ""
@@ -92,13 +101,19 @@ class GANEncoderConfig(ImageConfig):
     latent_weight: float = 1.0
     synthetic: float = 0.5
     progressive_every: int = 0
+    latent_disc_weight: float = 0.1
+    latent_disc_layers: int = 4
+    latent_r1_gamma: float = 10.0
+    latent_r1_every: int = 16
     w_dim: int = 0
     num_ws: int = 0
 
     def __post_init__(self):
         checks = {"variant": self.variant in ("psp", "e4e"), "widths": len(self.widths) >= 3 and min(self.widths) >= 1,
                   "blocks": self.blocks >= 1, "synthetic": 0 <= self.synthetic <= 1,
-                  "progressive_every": self.progressive_every >= 0,
+                  "progressive_every": self.progressive_every >= 0, "latent_disc_layers": self.latent_disc_layers >= 1,
+                  "latent_r1_every": self.latent_r1_every >= 1, "latent_r1_gamma": self.latent_r1_gamma >= 0,
+                  "latent_disc_weight": self.latent_disc_weight >= 0,
                   **{k: getattr(self, k) >= 0 for k in ("mse_weight", "lpips_weight", "w_norm_weight", "d_reg_weight",
                                                          "latent_weight", "coarse", "medium")}}
         bad = next((k for k, ok in checks.items() if not ok), None)
@@ -138,6 +153,21 @@ def delta_regularisation(deltas: torch.Tensor) -> torch.Tensor:
 def w_norm(codes: torch.Tensor) -> torch.Tensor:
     """pSp's w-norm ||E(x)||_2 per sample: the norm of the whole code before w_avg is added."""
     return codes.flatten(1).norm(dim=1)
+
+
+class LatentDiscriminator(nn.Module):
+    """e4e's latent-codes discriminator: ``layers`` linear layers of width w_dim (leaky ReLU 0.2
+    between them), the last giving one logit per W vector."""
+
+    def __init__(self, w_dim: int, layers: int):
+        super().__init__()
+        blocks = []
+        for _ in range(layers - 1):
+            blocks += [nn.Linear(w_dim, w_dim), nn.LeakyReLU(0.2)]
+        self.net = nn.Sequential(*blocks, nn.Linear(w_dim, 1))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.net(w)[..., 0]
 
 
 class ResidualBlock(nn.Module):
@@ -229,6 +259,27 @@ class GANEncoder(GenerativeModel):
         self.styles = nn.ModuleList([MapToStyle(c.widths[-1], self.w_dim, sizes[self.level(i)])
                                      for i in range(self.num_ws)])
         self.register_buffer("offsets_active", torch.tensor(self.num_ws - 1 if c.progressive_every == 0 else 0))
+        self.latent_disc = (LatentDiscriminator(self.w_dim, c.latent_disc_layers)
+                            if c.variant == "e4e" and c.latent_disc_weight > 0 else None)
+
+    # --- the contract --------------------------------------------------------------------------
+    def param_groups(self) -> dict:
+        encoder = [*self.pyramid.parameters(), *self.styles.parameters()]
+        if self.latent_disc is None:
+            return {"model": encoder}
+        return {"model": encoder, "disc": list(self.latent_disc.parameters())}
+
+    def ema_modules(self) -> list[str]:
+        return ["pyramid", "styles"]
+
+    def phases(self) -> list[Phase]:
+        phases = [Phase("model", self.loss)]
+        if self.latent_disc is not None:
+            phases.append(Phase("disc", self.latent_disc_loss))
+            if self.config.latent_r1_gamma > 0:
+                phases.append(Phase("disc", self.latent_r1_loss, every=self.config.latent_r1_every, lazy=True,
+                                    name="latent_r1"))
+        return phases
 
     @property
     def generator(self):
@@ -305,10 +356,37 @@ class GANEncoder(GenerativeModel):
             out["d_reg"] = delta_regularisation(deltas).mean()
         if ws_true is not None and c.latent_weight > 0:
             out["latent"] = F.mse_loss(ws[len(x) - k:], ws_true)
+        if self.latent_disc is not None:
+            out["latent_adv"] = g_nonsaturating(self.latent_disc(self._active_codes(ws)))
         weights = {"mse": c.mse_weight, "lpips": c.lpips_weight, "w_norm": c.w_norm_weight, "d_reg": c.d_reg_weight,
-                   "latent": c.latent_weight}
+                   "latent": c.latent_weight, "latent_adv": c.latent_disc_weight}
         loss = sum(weights[name] * term for name, term in out.items())
         return {"loss": loss, **{name: term.detach() for name, term in out.items()}}
+
+    def _active_codes(self, ws: torch.Tensor) -> torch.Tensor:
+        """The distinct codes of e4e: w and each switched-on w + Delta_i (n x (1 + active) x w_dim)."""
+        return ws[:, : int(self.offsets_active) + 1]
+
+    def _real_w(self, n: int, device) -> torch.Tensor:
+        gan = self.generator
+        with torch.no_grad():
+            z, _, _ = gan.draw_z(n, device=device)
+            return gan.map(z, gan.labels_for(None, n))
+
+    def latent_disc_loss(self, batch: dict, step: int = 0) -> dict:
+        """D_W's logistic loss: real w = f(z) against the encoder's codes (detached)."""
+        x = self._check(images_of(batch))
+        with torch.no_grad():
+            fake = self._active_codes(self.encode(x))
+        real_logits, fake_logits = self.latent_disc(self._real_w(len(x), x.device)), self.latent_disc(fake)
+        return {"loss": d_logistic(real_logits, fake_logits), "latent_real": real_logits.mean().detach(),
+                "latent_fake": fake_logits.mean().detach()}
+
+    def latent_r1_loss(self, batch: dict, step: int = 0) -> dict:
+        """gamma / 2 * R1 of D_W on real w (lazy, e4e's w-discriminator regulariser)."""
+        real = self._real_w(len(images_of(batch)), images_of(batch).device).requires_grad_(True)
+        penalty = r1_penalty(self.latent_disc(real), real)
+        return {"loss": self.config.latent_r1_gamma / 2 * penalty, "latent_r1": penalty.detach()}
 
     def _frozen_evaluator(self, x: torch.Tensor):
         """The shipped evaluator of this image size, frozen and outside the state dict (lpips_mien
