@@ -26,8 +26,16 @@ def test_every_tiny_preset_trains_and_loads(preset, tmp_path):
     if cfg.model.get("autoencoder"):  # latent diffusion: train its first stage first
         first = load_run_config(preset_path("vqvae", "tiny"), ["train.max_steps=2", "data.n=128"])
         cfg.model["autoencoder"] = str(fit(first, tmp_path / "first", progress=False))
+    if cfg.model["name"] == "psp":  # a GAN encoder: train its generator first
+        gan = load_run_config(preset_path("stylegan", "tiny"), ["train.max_steps=2", "data.n=128"])
+        cfg.model["generator"] = str(fit(gan, tmp_path / "gan", progress=False))
     out = fit(cfg, tmp_path / "run", progress=False)
     model = mien.load(out)
+    if cfg.model["name"] == "psp":  # an encoder, not a sampler: its reconstructions
+        x = torch.zeros(2, 3, 32, 32)
+        with torch.no_grad():
+            assert model.encode(x).shape == (2, model.num_ws, model.w_dim) and model.reconstruct(x).shape == x.shape
+        return
     with torch.no_grad():
         drawn = model.sample(2, generator=torch.Generator().manual_seed(0))
     if cfg.data.source == "sequences":  # landmark sequences of a length in the trained range

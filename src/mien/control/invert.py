@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from mien.control import gan_invert
 from mien.control.direction import check_space
 from mien.diffusion import sampling
 from mien.errors import ConfigError
@@ -33,13 +34,34 @@ def _x_t0(model, x: torch.Tensor, source=None, t0: int = 500, steps: int = 40, m
     raise ConfigError(f"unknown inversion {method!r}; choose ddim or noise")
 
 
-INVERSIONS = {"z": _encode, "x_t0": _x_t0}
+def _gan(space: str):
+    """Inversion into a StyleGAN's ``space`` (``w`` or ``w+``, Haas Eq. 2.20 and pSp/e4e,
+    :mod:`mien.control.gan_invert`): options ``method`` (``optimise`` or ``encoder``),
+    ``encoder`` (a trained GAN encoder: the codes of method ``encoder``, or the starting codes of
+    ``optimise``, the hybrid of Haas P-I) and :func:`gan_invert.optimise`'s options; returns the codes."""
+
+    def invert_gan(model, x: torch.Tensor, method: str = "optimise", encoder=None, **options) -> torch.Tensor:
+        if method == "encoder":
+            if encoder is None:
+                raise ConfigError("method encoder needs a trained GAN encoder (encoder=...)")
+            return gan_invert.encode(encoder, x, space, **options).codes
+        if method != "optimise":
+            raise ConfigError(f"unknown GAN inversion method {method!r}; choose optimise or encoder")
+        if encoder is not None:
+            options["start"] = gan_invert.encode(encoder, x, space).codes
+        return gan_invert.optimise(model, x, space, **options).codes
+
+    return invert_gan
+
+
+INVERSIONS = {"z": _encode, "x_t0": _x_t0, "w": _gan("w"), "w+": _gan("w+")}
 
 
 @torch.no_grad()
 def invert(model, x: torch.Tensor, space: str, **options) -> torch.Tensor:
-    """The code of images ``x`` in ``space``: ``z`` (VAE family, :func:`_encode`) or ``x_t0``
-    (diffusion, options source, t0, steps, method, generator: :func:`_x_t0`)."""
+    """The code of images ``x`` in ``space``: ``z`` (VAE family, :func:`_encode`), ``x_t0``
+    (diffusion, options source, t0, steps, method, generator: :func:`_x_t0`), or a StyleGAN's
+    ``w`` / ``w+`` (options method, encoder and those of :func:`gan_invert.optimise`: :func:`_gan`)."""
     if space not in INVERSIONS:
         raise ConfigError(f"unknown inversion space {space!r}; choose one of {', '.join(INVERSIONS)}")
     return INVERSIONS[space](model, x, **options)
