@@ -25,7 +25,7 @@ Pipeline (P-III §3.1.1, "Alg. B" of the digest):
 6. each M_f split into camera K_f and rotation R_f by Alg. 2 (QR with the sign fix), Euler angles
    by the extraction formulas consistent with Eq. 4.11;
 7. the basis shapes turned so that theta = 0 is the mean pose (the thesis leaves this step unstated);
-8. new landmarks: q* = argmin_q ||R(q) - X_new||_F^2 (Eq. 11) by Adam.
+8. new landmarks: q* = argmin_q ||R(q) - X_new||_F^2 (Eq. 11) by L-BFGS or Adam.
 """
 
 from __future__ import annotations
@@ -260,7 +260,8 @@ def fit_rank_one_als(M: Tensor, dW: Tensor, b: Tensor, D0: Tensor | None = None,
         alpha = (MD * dm).sum(1) / (MD * MD).sum(1).clamp_min(1e-300)
         A = torch.einsum("fk,fij->kij", alpha ** 2, MtM)
         r = torch.einsum("fk,fik->ki", alpha, Mtdm)
-        D = torch.linalg.solve(A + 1e-300 * torch.eye(3, dtype=A.dtype), r[..., None])[..., 0].T
+        ridge = 1e-14 * A.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)[:, None, None]
+        D = torch.linalg.solve(A + ridge * torch.eye(3, dtype=A.dtype), r[..., None])[..., 0].T
         n = D.norm(dim=0)
         D, alpha = D / n, alpha * n
         err = ((dm - (Mf @ D) * alpha[:, None]) ** 2).sum().item()
@@ -424,6 +425,10 @@ class RankOneNRSfM:
         fitted = measurement_matrix(self.render(self.q_))
         self.reprojection_error_ = (fitted - W).pow(2).mean().sqrt().item()
         return self
+
+    def fit_transform(self, W) -> Tensor:
+        """fit(W) and return the attribute vectors q_ of the fitted frames (F x (K + 8))."""
+        return self.fit(W).q_
 
     @staticmethod
     def compose(cameras: Tensor, angles: Tensor, alpha: Tensor, t: Tensor) -> Tensor:
