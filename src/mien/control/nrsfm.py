@@ -274,18 +274,19 @@ def fit_rank_one_als(M: Tensor, dW: Tensor, b: Tensor, D0: Tensor | None = None,
 
 
 def fit_rank_one_gradient(M: Tensor, B0: Tensor, W: Tensor, b: Tensor, D0: Tensor, lam: float = 1.0,
-                          steps: int = 2000, lr: float = 0.02, seed: int = 0) -> tuple[Tensor, Tensor, list]:
+                          steps: int = 2000, lr: float = 0.02) -> tuple[Tensor, Tensor, list]:
     """P-III Eq. 10 by Adam: min_{D, alpha} ||X^(D, alpha) - X||_F^2 + lambda sum_k (d_k^T d_k - 1)^2
     with X^ = M_0 B_0 + M^alpha B (Eqs. 7-9), M_0 and B_0 fixed. W is scaled by its RMS inside the
     loop (the problem is equivariant: alpha scales with W, D does not) so that one learning rate
-    suits any units; the learning rate decays by cosine to 1 %. alpha starts at zero. After the
+    suits any units (lambda weighs the penalty against the scaled data term); the learning rate
+    decays by cosine to 1 %. alpha starts at zero. After the
     descent each d_k is rescaled to unit norm and alpha_k by the inverse (the model is unchanged).
     Returns D (3 x K), alpha (F x K) and the loss every 100 steps."""
-    F, K = W.shape[0] // 2, b.shape[0]
+    alpha_shape = (W.shape[0] // 2, b.shape[0])
     s = W.pow(2).mean().sqrt().clamp_min(1e-300)
     X, B0s = W / s, B0 / s
     D = D0.clone().requires_grad_(True)
-    alpha = torch.zeros(F, K, dtype=W.dtype, requires_grad=True)
+    alpha = torch.zeros(alpha_shape, dtype=W.dtype, requires_grad=True)
     opt = torch.optim.Adam([D, alpha], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.01)
     history = []
@@ -402,7 +403,7 @@ class RankOneNRSfM:
             self.loss_history_ = []
         else:
             D, alpha, self.loss_history_ = fit_rank_one_gradient(M0, B0, Wc, b, D0, self.lam, self.steps,
-                                                                 self.lr, self.seed)
+                                                                 self.lr)
             self.n_iter_ = self.steps
         # Alg. 2 per frame, rotations completed to 3 x 3
         Kc, R2 = camera_rotation(Mf)
