@@ -141,7 +141,7 @@ class _Metadata:
 
     def factor_columns(self) -> list[str]:
         landmark = re.compile(r"lm[23]d_[xyz]\d+")
-        return [h for h in self.header if h != "file_name" and not landmark.fullmatch(h)]
+        return [h for h in self.header if h not in ("file_name", "split") and not landmark.fullmatch(h)]
 
 
 def _infer_factor(name: str, raw: list[str]) -> tuple[Factor, np.ndarray] | None:
@@ -275,6 +275,12 @@ class FolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def annotation(self, i: int) -> tuple[dict, np.ndarray | None]:
+        """Factor values (codes for discrete factors) and 68 x 2 landmarks in [0, 1] (or None) of item ``i``."""
+        values = {f.name: (int if f.discrete else float)(self._values[f.name][i]) for f in self.factors}
+        landmarks2d = self._landmarks.get("landmarks2d")
+        return values, None if landmarks2d is None else landmarks2d[i]
+
     def __getitem__(self, i: int) -> dict:
         image = _load_rgb(self.files[i])
         landmarks2d = self._landmarks.get("landmarks2d")
@@ -361,6 +367,14 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.speed:.1f} img/s" if task.speed else "? img/s", style="progress.data.speed")
 
 
+def progress_bar(enabled: bool = True) -> Progress:
+    """The bar of long data jobs, on stderr: description, bar, done/total, rate, time left."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=not enabled,
+    )
+
+
 def _numeric_array(name: str, value) -> np.ndarray:
     try:
         array = np.asarray(value)
@@ -407,10 +421,7 @@ def export_samples(
     header = ["file_name", *(f.name for f in factors)]
     landmark_keys: list[tuple[str, int]] = []
     rows = []
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), disable=not progress,
-    )
+    bar = progress_bar(progress)
     with bar:
         task = bar.add_task(f"export {out_dir}", total=total)
         for i, sample in enumerate(samples):
