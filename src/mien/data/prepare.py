@@ -56,10 +56,10 @@ def _init_worker(detect: bool):
         _FINDER = FaceFinder()
 
 
-def _prepare_one(i: int, record: Record, out: Path, size: int, align: bool) -> dict:
+def _prepare_one(i: int, record: Record, out: Path, size: int, align: bool, finder=None) -> dict:
     """Write record ``i``'s image and result; return the result."""
     try:
-        framed = record.crop(size, align, _FINDER)
+        framed = record.crop(size, align, finder)
         result = {"status": "ok"} if framed is not None else {"status": "no face found"}
     except DataError as e:
         framed, result = None, {"status": "unreadable", "detail": str(e)}
@@ -70,8 +70,9 @@ def _prepare_one(i: int, record: Record, out: Path, size: int, align: bool) -> d
     return result
 
 
-def _chunk(jobs: list[tuple[int, Record]], out: Path, size: int, align: bool) -> list[dict]:
-    return [_prepare_one(i, r, out, size, align) for i, r in jobs]
+def _chunk(jobs: list[tuple[int, Record]], out: Path, size: int, align: bool, finder=None) -> list[dict]:
+    """Prepare ``jobs`` with ``finder``, or in a worker process with the worker's own finder."""
+    return [_prepare_one(i, r, out, size, align, finder or _FINDER) for i, r in jobs]
 
 
 def _check_out(out: Path, settings: dict):
@@ -98,13 +99,17 @@ def _run(todo, layout, out, size, align, workers, bar, task) -> None:
     step = max(1, min(CHUNK, -(-len(jobs) // (4 * workers))))  # several chunks per worker, at most CHUNK
     chunks = [jobs[k:k + step] for k in range(0, len(jobs), step)]
     if workers <= 1 or len(chunks) <= 1:
-        _init_worker(detect)
+        finder = None
+        if detect:
+            from mien.data.landmarks import FaceFinder
+
+            finder = FaceFinder()
         try:
             for chunk in chunks:
-                bar.advance(task, len(_chunk(chunk, out, size, align)))
+                bar.advance(task, len(_chunk(chunk, out, size, align, finder)))
         finally:
-            if _FINDER is not None:
-                _FINDER.close()
+            if finder is not None:
+                finder.close()
         return
     with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=get_context("spawn"),
                              initializer=_init_worker, initargs=(detect,)) as pool:
