@@ -105,3 +105,27 @@ def test_the_zoo_vae_reconstructs_and_edits_the_aligned_photo(astronaut, finder)
                          absolute=True)
     assert ((x - r) ** 2).mean() < ((x - model.reconstruct(world_face)) ** 2).mean()
     assert edits.shape == (3, 3, 32, 32) and (edits[0] - edits[-1]).abs().mean() > 0.02
+
+
+def test_reconstruct_and_traverse_take_a_photo_and_no_face_is_one_line(astronaut, tmp_path):
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from mien import zoo
+    from mien.cli import app
+
+    vae = str(zoo.path("vae"))
+    for verb in ("reconstruct", "traverse"):
+        result = CliRunner().invoke(app, [verb, vae, "--image", str(astronaut), "--out", str(tmp_path / f"{verb}.png")])
+        assert result.exit_code == 0, result.output
+        assert Image.open(tmp_path / f"{verb}.png").size[0] > 32
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
+    result = CliRunner().invoke(app, ["reconstruct", vae, "--image", str(tmp_path / "coffee.png"), "--no-align",
+                                      "--out", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    run = subprocess.run([sys.executable, "-m", "mien", "reconstruct", vae, "--image", tmp_path / "coffee.png",
+                          "--out", tmp_path / "c2.png"], capture_output=True, text=True)
+    lines = run.stderr.strip().splitlines()  # mediapipe's own logging is silenced too
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: no face found"), run.stderr[-800:]

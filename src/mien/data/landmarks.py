@@ -17,6 +17,10 @@ mesh depth in the same pixel units, positive towards the camera, as the world's 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +72,23 @@ class Face:
         return mesh_to_ibug(self.mesh)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silence mediapipe's C++ logging (TFLite, absl) on file descriptor 2 and its protobuf warnings."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _mediapipe():
     try:
         import mediapipe as mp
@@ -88,10 +109,11 @@ class FaceFinder:
 
     def __init__(self, min_confidence: float = 0.5):
         mp = _mediapipe()
-        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
-                                                                   min_detection_confidence=min_confidence)
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                                     min_detection_confidence=min_confidence)
+        with _quiet():
+            self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                       min_detection_confidence=min_confidence)
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                         min_detection_confidence=min_confidence)
 
     def __enter__(self) -> "FaceFinder":
         return self
@@ -104,7 +126,8 @@ class FaceFinder:
         self._mesh.close()
 
     def _run_mesh(self, rgb: np.ndarray) -> np.ndarray | None:
-        found = self._mesh.process(np.ascontiguousarray(rgb)).multi_face_landmarks
+        with _quiet():
+            found = self._mesh.process(np.ascontiguousarray(rgb)).multi_face_landmarks
         if not found:
             return None
         h, w = rgb.shape[:2]
@@ -115,7 +138,8 @@ class FaceFinder:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ConfigError(f"FaceFinder.find takes H x W x 3 uint8 RGB, got {rgb.dtype} {rgb.shape}")
         h, w = rgb.shape[:2]
-        detections = self._detector.process(np.ascontiguousarray(rgb)).detections
+        with _quiet():
+            detections = self._detector.process(np.ascontiguousarray(rgb)).detections
         if not detections:
             mesh = self._run_mesh(rgb)
             if mesh is None:
