@@ -127,3 +127,15 @@ def test_cli_prepare_then_train_on_data_path(tmp_path):
                                                        "train.max_steps=2"])
     run = fit(cfg, tmp_path / "run", progress=False)
     assert json.loads((run / "meta.json").read_text())["steps"] == 2
+
+
+def test_align_without_the_landmarks_extra_is_one_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    from mien.errors import ConfigError
+
+    make_fer(tmp_path / "src")  # no annotated landmarks: --align needs detection
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"needs mediapipe 0.10.14: pip install 'mien\[landmarks\]'"):
+        prep.prepare(tmp_path / "src", tmp_path / "out", size=32, align=True, workers=1, progress=False)
+    assert not (tmp_path / "out").exists()
