@@ -15,7 +15,8 @@ from mien.cli import app
 from mien.config import preset_path
 from mien.data import prepare as prep
 from mien.data.folder import FolderDataset
-from mien.errors import OutputError
+from mien.data.source import DataConfig, make_dataset
+from mien.errors import ConfigError, OutputError
 
 
 def rows(path):
@@ -35,6 +36,12 @@ def test_celeba_prepared_with_its_five_point_alignment_reads_back(tmp_path):
         sample = ds[i]
         assert sample["image"].shape == (3, 32, 32)
         assert sample["factors"] == celeba_attrs(f, i)
+    val = FolderDataset(tmp_path / "out", split="val")
+    assert [p.name for p in val.files] == ["000001.png", "000004.png"] and val[1]["factors"] == celeba_attrs(f, 4)
+    test = make_dataset(DataConfig(source="folder", path=str(tmp_path / "out"), size=32, split="test"))
+    assert len(test) == 2
+    with pytest.raises(ConfigError, match="has no split 'dev'; its splits: test, train, val"):
+        FolderDataset(tmp_path / "out", split="dev")
 
 
 @pytest.mark.parametrize("maker,layout,n", [(make_ffhq, "ffhq", 4), (make_affectnet, "affectnet", 5),
@@ -131,8 +138,6 @@ def test_cli_prepare_then_train_on_data_path(tmp_path):
 
 def test_align_without_the_landmarks_extra_is_one_clear_error(tmp_path, monkeypatch):
     import sys
-
-    from mien.errors import ConfigError
 
     make_fer(tmp_path / "src")  # no annotated landmarks: --align needs detection
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if not installed

@@ -8,7 +8,8 @@
 (c) class subfolders ``DIR/<class>/*.png`` (two or more, no images directly in ``DIR``): a
     ``label`` per class (sorted names) and one categorical factor ``class``.
 
-``metadata.csv`` columns: ``file_name`` (relative to ``DIR``); one column per factor
+``metadata.csv`` columns: ``file_name`` (relative to ``DIR``); optionally ``split`` (train, val,
+test: ``FolderDataset(split=...)`` keeps one; ``mien data prepare`` writes it); one column per factor
 (categorical and binary values as integer codes or as labels, continuous values as numbers);
 2-D landmarks as ``lm2d_x0..lm2d_x67, lm2d_y0..lm2d_y67`` in [0, 1] image coordinates and 3-D
 landmarks as ``lm3d_x0.., lm3d_y0.., lm3d_z0..`` (all x columns, then all y, then all z).
@@ -180,6 +181,7 @@ class FolderDataset(Dataset):
     code of factor ``label_factor`` (default: ``expression``, else ``class``, when present).
     With ``skip_bad=True`` every image is decoded up front and unreadable ones are left out and
     listed in ``.skipped``; otherwise a corrupt image raises :class:`DataError` when loaded.
+    ``split`` keeps the rows of one value of the ``split`` column of ``metadata.csv``.
     """
 
     def __init__(
@@ -189,6 +191,7 @@ class FolderDataset(Dataset):
         skip_bad: bool = False,
         crop: str = "center",
         label_factor: str | None = None,
+        split: str | None = None,
     ):
         self.root = Path(root)
         if size is not None and (not isinstance(size, int) or size < 1):
@@ -201,6 +204,7 @@ class FolderDataset(Dataset):
         if not self.root.is_dir():
             raise DataError(f"{self.root} is a file, not a folder; pass the folder that holds the images")
         self.factors: list[Factor] = []
+        self._splits: list[str] | None = None
         self._values: dict[str, np.ndarray] = {}
         self._landmarks: dict[str, np.ndarray] = {}
         if (self.root / "metadata.csv").is_file():
@@ -210,20 +214,36 @@ class FolderDataset(Dataset):
         if not self.files:
             kinds = ", ".join(s[1:] for s in IMAGE_SUFFIXES)
             raise DataError(f"no images ({kinds}) found in {self.root}; put images there or pass another folder")
+        if split is not None:
+            self._keep(self._split_mask(split))
         self.skipped: list[Path] = []
         if skip_bad:
             keep = np.array([_is_readable_image(p) for p in self.files], dtype=bool)
             self.skipped = [p for p, ok in zip(self.files, keep) if not ok]
-            self.files = [p for p, ok in zip(self.files, keep) if ok]
-            self._values = {k: v[keep] for k, v in self._values.items()}
-            self._landmarks = {k: v[keep] for k, v in self._landmarks.items()}
+            self._keep(keep)
             if not self.files:
                 raise DataError(f"none of the {len(self.skipped)} images in {self.root} can be read; check the files")
         self.label_factor = self._resolve_label(label_factor)
 
+    def _keep(self, keep: np.ndarray):
+        self.files = [p for p, ok in zip(self.files, keep) if ok]
+        self._values = {k: v[keep] for k, v in self._values.items()}
+        self._landmarks = {k: v[keep] for k, v in self._landmarks.items()}
+
+    def _split_mask(self, split: str) -> np.ndarray:
+        splits = self._splits or []
+        if not splits:
+            raise ConfigError(f"{self.root} has no split column in metadata.csv; drop data.split or prepare the "
+                              "data set with mien data prepare")
+        keep = np.array([s == split for s in splits], dtype=bool)
+        if not keep.any():
+            raise ConfigError(f"{self.root} has no split {split!r}; its splits: {', '.join(sorted(set(splits)))}")
+        return keep
+
     def _read_export(self):
         meta = _Metadata(self.root / "metadata.csv")
         self.files = [self.root / name for name in meta.columns["file_name"]]
+        self._splits = meta.columns.get("split")
         for r, path in enumerate(self.files):
             if not path.is_file():
                 raise meta.fail(r, f"image {path} does not exist; fix its file_name or re-export the data set")

@@ -16,6 +16,7 @@ class DataConfig:
 
     source: str = "world"
     path: str | None = None
+    split: str | None = None  # one split of a folder (train, val, test), all when None
     size: int = DEFAULT_SIZE
     n: int = 20000
     seed: int = 0
@@ -49,5 +50,5 @@ def make_dataset(cfg: DataConfig) -> Dataset:
 
     layout = detect_layout(cfg.path)
     if layout == "folder":
-        return FolderDataset(cfg.path, size=cfg.size)
-    return LayoutDataset(open_layout(cfg.path, layout), size=cfg.size)
+        return FolderDataset(cfg.path, size=cfg.size, split=cfg.split)
+    return LayoutDataset(open_layout(cfg.path, layout), size=cfg.size, split=cfg.split)
