@@ -83,3 +83,23 @@ def test_data_without_labels_the_evaluator_knows_is_one_clear_error(tmp_path):
     model = build_model({"name": "evaluator", "labels": "data", "expression_map": []}, data=ds)
     with pytest.raises(ConfigError, match="labels nothing this evaluator has a head for"):
         model.loss(default_collate([ds[0], ds[1]]))
+
+
+def test_expression_and_attribute_accuracy_read_real_labels_through_the_map(tmp_path):
+    from mien.errors import ConfigError
+    from mien.metrics.registry import _attr_acc, _expr_acc
+
+    fer = prepared(tmp_path / "fer", make_fer)
+    batch = default_collate([fer[i] for i in range(len(fer))])
+    model = build_model({"name": "evaluator", "labels": "data"}, data=fer)
+    model.load_state_dict(load_evaluator(32).state_dict(), strict=False)
+    with torch.no_grad():
+        predicted = model(batch["image"])["expression"].argmax(1)
+    mapped = torch.tensor(model.config.expression_map)[batch["label"]]
+    assert _expr_acc(batch["image"], batch, model)["expression_acc"] == pytest.approx(
+        (predicted == mapped).float().mean().item())
+    assert _attr_acc(batch["image"], batch, model) == {}  # FER labels no attributes
+    celeba = prepared(tmp_path / "celeba", make_celeba, n=3)
+    batch = default_collate([celeba[i] for i in range(3)])
+    with pytest.raises(ConfigError, match="5 binary attributes.*mien evaluator train --data"):
+        _attr_acc(batch["image"], batch, load_evaluator(32))
