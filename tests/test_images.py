@@ -39,7 +39,7 @@ def test_cmyk_16bit_palette_and_alpha_become_8bit_rgb(tmp_path):
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[0, 0] = (255, 0, 0, 255)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
-    assert read_rgb(tmp_path / "alpha.png")[1, 1].tolist() == [255, 255, 255]  # transparent on white
+    assert read_rgb(tmp_path / "alpha.png")[0, 0].tolist() == [255, 0, 0]  # alpha dropped
     Image.fromarray(gradient()).convert("P").save(tmp_path / "palette.png")
     assert read_rgb(tmp_path / "palette.png").shape == (24, 40, 3)
 
@@ -109,3 +109,10 @@ def test_alignment_pads_a_face_at_the_border_and_takes_five_points():
     five = np.stack([lms[0][36:42].mean(0), lms[0][42:48].mean(0), lms[0][30], lms[0][48], lms[0][54]])
     for a, b in zip(ffhq_quad(five), ffhq_quad(lms[0])):
         np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_the_folder_reader_reads_photos_the_same_way(tmp_path):
+    from mien.data.folder import FolderDataset
+
+    Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)).save(tmp_path / "deep.png")  # 16-bit white
+    assert FolderDataset(tmp_path)[0]["image"].min() == 1  # not clipped to a wrong grey

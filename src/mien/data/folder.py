@@ -34,6 +34,7 @@ from rich.text import Text
 from torch.utils.data import Dataset
 
 from mien.data.factors import Factor, by_name, schema_from_json, schema_to_json
+from mien.data.images import read_rgb
 from mien.errors import ConfigError, DataError, OutputError
 from mien.io import atomic_save_png, atomic_write_bytes, atomic_write_text, ensure_writable_dir
 
@@ -61,11 +62,10 @@ def _list_images(root: Path) -> list[Path]:
 
 
 def _load_rgb(path: Path) -> Image.Image:
+    """Upright 8-bit RGB (EXIF orientation, CMYK, 16-bit: :mod:`mien.data.images`)."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except Exception as e:  # image decoders raise many exception types on corrupt files
+        return Image.fromarray(read_rgb(path))
+    except DataError as e:
         raise DataError(f"cannot read image {path} ({e}); replace or remove it, or load with skip_bad=True") from None
 
 

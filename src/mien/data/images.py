@@ -2,7 +2,7 @@
 
 Phones and cameras write JPEGs whose pixels are stored sideways with an EXIF orientation tag,
 print workflows write CMYK, scanners and HDR tools write 16-bit PNGs, and web images carry
-palettes and alpha. :func:`read_rgb` undoes the orientation (EXIF 2.3, tag 0x0112, via Pillow's
+palettes and alpha (dropped). :func:`read_rgb` undoes the orientation (EXIF 2.3, tag 0x0112, via Pillow's
 ``ImageOps.exif_transpose``), converts every mode to 8-bit RGB (16-bit greyscale is scaled by
 1/257, not clipped), and refuses files it cannot decode or that are larger than
 :data:`MAX_SIDE` pixels on a side, before decoding them, with a :class:`DataError` that says what
@@ -22,18 +22,14 @@ MAX_SIDE = 8192
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB from any Pillow mode (CMYK, 16-bit I;16 / I, float F, palette, alpha on white)."""
+    """8-bit RGB from any Pillow mode (CMYK, 16-bit I;16 / I, float F, palette; alpha dropped)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         depth = 65535.0 if image.mode != "I" or np.asarray(image).max() > 255 else 255.0
         grey = np.asarray(image, dtype=np.float64) * (255.0 / depth)
         image = Image.fromarray(np.clip(grey, 0, 255).round().astype(np.uint8), "L")
     elif image.mode == "F":
         image = Image.fromarray(np.clip(np.asarray(image), 0, 255).round().astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return image.convert("RGB")
+    return image.convert("RGB")  # alpha is dropped, as mien's folder reader always has
 
 
 def read_rgb(path) -> np.ndarray:
