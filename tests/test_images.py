@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mien.data.align import align_face, ffhq_quad
@@ -114,5 +115,6 @@ def test_alignment_pads_a_face_at_the_border_and_takes_five_points():
 def test_the_folder_reader_reads_photos_the_same_way(tmp_path):
     from mien.data.folder import FolderDataset
 
-    Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)).save(tmp_path / "deep.png")  # 16-bit white
-    assert FolderDataset(tmp_path)[0]["image"].min() == 1  # not clipped to a wrong grey
+    Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16)).save(tmp_path / "deep.png")  # 16-bit mid grey
+    image = FolderDataset(tmp_path)[0]["image"]
+    assert torch.allclose(image, torch.full_like(image, 128 / 127.5 - 1), atol=1e-6)  # scaled, not clipped to white
