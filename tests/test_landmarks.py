@@ -108,7 +108,7 @@ def test_the_zoo_vae_reconstructs_and_edits_the_aligned_photo(astronaut, finder)
     assert edits.shape == (3, 3, 32, 32) and (edits[0] - edits[-1]).abs().mean() > 0.02
 
 
-def test_reconstruct_and_traverse_take_a_photo_and_no_face_is_one_line(astronaut, tmp_path):
+def test_reconstruct_traverse_and_edit_take_a_photo_and_no_face_is_one_line(astronaut, tmp_path):
     import subprocess
     import sys
 
@@ -122,6 +122,10 @@ def test_reconstruct_and_traverse_take_a_photo_and_no_face_is_one_line(astronaut
         result = CliRunner().invoke(app, [verb, vae, "--image", str(astronaut), "--out", str(tmp_path / f"{verb}.png")])
         assert result.exit_code == 0, result.output
         assert Image.open(tmp_path / f"{verb}.png").size[0] > 32
+    result = CliRunner().invoke(app, ["edit", str(zoo.path("ldm")), "--image", str(astronaut), "--to", "happy",
+                                      "--t0", "200", "--steps", "3", "--out", str(tmp_path / "edit.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "edit.png").size[0] > 64  # input | edit
     Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
     result = CliRunner().invoke(app, ["reconstruct", vae, "--image", str(tmp_path / "coffee.png"), "--no-align",
                                       "--out", str(tmp_path / "c.png")])
