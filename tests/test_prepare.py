@@ -5,7 +5,6 @@ import csv
 import io
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner

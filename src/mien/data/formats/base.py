@@ -23,7 +23,6 @@ from mien.data.factors import Factor
 from mien.data.images import read_rgb, resize_square
 from mien.errors import DataError
 
-MAX_EXAMPLES = 5
 BOX_MARGIN = 1.5  # side of the square crop around an annotated face box, in box sides
 
 
@@ -93,10 +92,9 @@ class Layout:
     notes: list[str] = field(default_factory=list)
 
     def skip(self, reason: str, example: str):
+        """Count one record left out, and keep its name (``skipped.csv`` lists them all)."""
         self.skipped[reason] += 1
-        self.examples.setdefault(reason, [])
-        if len(self.examples[reason]) < MAX_EXAMPLES:
-            self.examples[reason].append(example)
+        self.examples.setdefault(reason, []).append(example)
 
     @property
     def splits(self) -> Counter:
