@@ -109,6 +109,21 @@ def test_bad_images_are_counted_listed_and_the_rest_prepared_in_parallel(tmp_pat
     assert [(r["name"], r["reason"]) for r in listed] == [("000002.jpg", "unreadable"), ("000004.jpg", "unreadable")]
     assert "truncated or corrupt" in listed[0]["detail"] and "downscale it first" in listed[1]["detail"]
     assert len(FolderDataset(tmp_path / "out")) == 4
+    (folder / "000002.jpg").write_bytes(data)  # the user replaces the broken file: it is retried
+    again = prep.prepare(tmp_path / "src", tmp_path / "out", size=32, workers=1, progress=False)
+    assert (again.written, again.kept, again.skipped) == (2, 5, {"unreadable": 1})
+
+
+def test_degenerate_annotated_landmarks_are_a_counted_skip(tmp_path):
+    make_affectnet(tmp_path / "src", n=5, extra_codes=(), missing=0)
+    path = tmp_path / "src" / "training.csv"
+    lines = path.read_text().splitlines()
+    cells = next(csv.reader([lines[1]]))
+    cells[5] = ";".join(["10.0"] * 136)  # every point at one place
+    lines[1] = ",".join(f'"{c}"' for c in cells)
+    path.write_text("\n".join(lines) + "\n")
+    report = prep.prepare(tmp_path / "src", tmp_path / "out", size=32, align=True, workers=1, progress=False)
+    assert report.kept == 4 and report.skipped == {"bad landmarks": 1}
 
 
 def test_faces_not_found_are_skipped_and_listed(tmp_path):

@@ -2,8 +2,8 @@
 
 Record i of the layout becomes ``images/{i:06d}.png``, written atomically, then its result
 ``.parts/{i:06d}.json`` (its landmarks, or why it was skipped). A run skips every record that
-already has a result, so an interrupted run continues where it stopped and never writes a file
-twice; ``prepare.json`` holds the options, and a run with other options or another source is
+already has a result (except unreadable ones, retried in case the file was replaced), so an
+interrupted run continues where it stopped and never writes a file twice; ``prepare.json`` holds the options, and a run with other options or another source is
 refused. The end writes ``factors.json``, ``skipped.csv`` (each left-out record and why) and,
 last, ``metadata.csv`` (``file_name``, ``split``, one column per factor, landmark columns;
 :mod:`mien.data.folder`), so ``data.path=OUT`` trains on it. Work is spread over processes
@@ -29,7 +29,7 @@ from mien.data.factors import schema_to_json
 from mien.data.folder import landmark_columns, progress_bar
 from mien.data.formats import open_layout
 from mien.data.formats.base import Layout, Record
-from mien.errors import DataError, OutputError
+from mien.errors import ConfigError, DataError, OutputError
 from mien.io import atomic_save_png, atomic_write_text, ensure_writable_dir
 
 PARTS = ".parts"
@@ -63,6 +63,8 @@ def _prepare_one(i: int, record: Record, out: Path, size: int, align: bool, find
         result = {"status": "ok"} if framed is not None else {"status": "no face found"}
     except DataError as e:
         framed, result = None, {"status": "unreadable", "detail": str(e)}
+    except (ConfigError, ValueError, np.linalg.LinAlgError) as e:  # degenerate annotated landmarks
+        framed, result = None, {"status": "bad landmarks", "detail": str(e) or type(e).__name__}
     if framed is not None:
         atomic_save_png(Image.fromarray(framed["image"]), out / "images" / f"{i:06d}.png")
         result.update({k: np.asarray(v, dtype=np.float32).tolist() for k, v in framed.items() if k != "image"})
@@ -87,6 +89,14 @@ def _check_out(out: Path, settings: dict):
                               "choose a new --out, or rerun with the same options to continue")
     elif out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
         raise OutputError(f"{out} is not empty and was not written by mien data prepare; choose a new or empty folder")
+
+
+def _status(out: Path, i: int) -> str | None:
+    """The recorded result of record ``i`` (None: not done, or its result file is damaged)."""
+    try:
+        return json.loads((out / PARTS / f"{i:06d}.json").read_text(encoding="utf-8"))["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _needs_finder(layout: Layout, align: bool) -> bool:
@@ -163,7 +173,7 @@ def prepare(root, out, size: int = 64, layout: str = "auto", align: bool = False
     ensure_writable_dir(out / PARTS)
     atomic_write_text(out / SETTINGS, json.dumps(settings))
     report = PrepareReport(out, lay.name)
-    todo = [i for i in range(len(lay.records)) if not (out / PARTS / f"{i:06d}.json").is_file()]
+    todo = [i for i in range(len(lay.records)) if _status(out, i) in (None, "unreadable")]  # a replaced file is retried
     report.reused = len(lay.records) - len(todo)
     with progress_bar(progress) as bar:
         task = bar.add_task(f"prepare {out}", total=len(lay.records), completed=report.reused)
