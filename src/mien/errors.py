@@ -18,3 +18,7 @@ class ConfigError(MienError):
 
 class OutputError(MienError):
     """An output location cannot be written (missing permission, full disk)."""
+
+
+class FaceNotFound(DataError):
+    """No face was detected in a photograph that had to be aligned."""

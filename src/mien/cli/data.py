@@ -69,3 +69,33 @@ def show(
         raise ConfigError(f"{source} has no landmarks; drop --landmarks or export with landmark columns")
     save_grid(batch["image"], out, landmarks=batch["landmarks2d"] if landmarks else None, scale=scale)
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def inspect(
+    folder: Path = typer.Argument(..., help="A data set folder (CelebA, FFHQ, AffectNet, FER2013 or images)."),
+    layout: str = typer.Option("auto", help="auto, celeba, ffhq, affectnet, fer2013 or folder."),
+):
+    """Say what a data set folder holds: layout, counts, splits, factors, landmarks, problems."""
+    from mien.data.formats import describe, open_layout
+
+    for line in describe(open_layout(folder, layout)):
+        typer.echo(line)
+
+
+@app.command()
+def prepare(
+    folder: Path = typer.Argument(..., help="A data set folder (see mien data inspect)."),
+    out: Path = typer.Option(..., help="Folder to write: images/, metadata.csv, factors.json, skipped.csv."),
+    size: int = typer.Option(64, help="Image size in pixels."),
+    layout: str = typer.Option("auto", help="auto, celeba, ffhq, affectnet, fer2013 or folder."),
+    align: bool = typer.Option(False, "--align", help="FFHQ-align faces (annotated landmarks, else mediapipe)."),
+    workers: int = typer.Option(0, help="Processes (0: one per CPU core)."),
+):
+    """Copy a data set into mien's folder layout at one size; rerun the same command to resume."""
+    from mien.data.prepare import prepare as run_prepare
+
+    report = run_prepare(folder, out, size=size, layout=layout, align=align, workers=workers or None)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items())
+    typer.echo(f"prepared {report.kept} {report.layout} images in {out} ({report.written} processed now, "
+               f"{report.reused} from before){f'; skipped {skipped} (listed in skipped.csv)' if skipped else ''}")

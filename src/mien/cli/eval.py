@@ -85,17 +85,25 @@ def images(gen_dir: Path = typer.Argument(..., help="Folder of generated (or edi
            size: int = typer.Option(64, help="Size the images are resized to (the evaluator's: 32 or 64)."),
            batch_size: int = typer.Option(250, help="Images per batch."),
            evaluator: Path = typer.Option(None, help="Evaluator weights folder (default: the shipped one)."),
+           features: Path = typer.Option(None, help="Your TorchScript feature network (e.g. Inception) for "
+                                                    "fid/kid: takes N x 3 x S x S floats in [0, 1], returns N x D."),
            out: Path = typer.Option(Path("metrics.json"), help="JSON file to write.")):
     """Score the images of any generator against reference images."""
     from mien.data.folder import FolderDataset
+    from mien.errors import ConfigError
     from mien.metrics.evaluate import dataset_batches, evaluate_images
+    from mien.metrics.fid import load_feature_network
 
+    if features is not None and not {"fid", "kid", "all"} & {m.strip() for m in metrics.split(",")}:
+        raise ConfigError("--features is for fid and kid; add fid or kid to --metrics")
+    net = load_feature_network(features) if features is not None else None
     gen_ds, ref_ds = FolderDataset(gen_dir, size=size), FolderDataset(ref, size=size)
     ev = _evaluator(evaluator, size)
     progress, advance = _bar(len(gen_ds) + len(ref_ds))
     with progress:
         results = evaluate_images(dataset_batches(gen_ds, len(gen_ds), batch_size),
                                   dataset_batches(ref_ds, len(ref_ds), batch_size), metrics, ev,
-                                  paired=len(gen_ds) == len(ref_ds), progress=advance)
+                                  paired=len(gen_ds) == len(ref_ds), progress=advance, features=net)
     _finish(results, out, {"generated": str(gen_dir), "reference": str(ref), "n_generated": len(gen_ds),
-                           "n_reference": len(ref_ds), "evaluator": ev.meta.get("recipe", {})})
+                           "n_reference": len(ref_ds), "evaluator": ev.meta.get("recipe", {}),
+                           **({"features": str(features)} if features is not None else {})})

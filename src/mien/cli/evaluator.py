@@ -22,7 +22,7 @@ def _fit(recipe: dict, out: Path, scores, progress: bool) -> None:
     fit(run_config(recipe), out, progress=progress)
     model = checkpoint.load(out)
     extra = {"heldout_seed": HELDOUT_SEED, "heldout": scores(model)}
-    if recipe["model"]["name"] == "evaluator":
+    if recipe["model"]["name"] == "evaluator" and recipe["model"].get("labels") != "data":
         from mien.evaluator.weights import world_fingerprint
 
         extra["world_fingerprint"] = world_fingerprint(model.config.size)
@@ -42,14 +42,26 @@ def train(size: int = typer.Option(64, help="Image size in pixels (32, 64, 128).
           lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, warm-up then cosine decay)."),
           sex_weight: float = typer.Option(4.0, help="Weight of the sex label against the other attributes."),
           init: Path = typer.Option(None, help="Start from this evaluator folder (a second training stage)."),
+          data: Path = typer.Option(None, help="Fine-tune on this prepared, labelled folder (mien data prepare) "
+                                               "instead of the world, from the shipped evaluator (or --init)."),
+          split: str = typer.Option(None, help="With --data: train on this split (scores on val, else test)."),
           out: Path = typer.Option(None, help="Checkpoint folder to write (default: evaluator-SIZE)."),
           progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
     """Train the image evaluator on world faces (a mien checkpoint folder with held-out scores).
     The shipped 64-px weights: `--steps 4000 --sex-weight 1 --out A`, then
-    `--steps 1200 --seed 1 --lr 5e-4 --init A`."""
-    from mien.evaluator.recipes import evaluator_recipe
-    from mien.metrics.heldout import evaluator_scores
+    `--steps 1200 --seed 1 --lr 5e-4 --init A`. With --data, fine-tune it on real faces."""
+    from mien.evaluator.recipes import evaluator_recipe, finetune_recipe
+    from mien.metrics.heldout import data_scores, evaluator_scores
 
+    if data is not None:
+        from mien.metrics.heldout import heldout_folder
+
+        def scores(model):
+            return data_scores(model, heldout_folder(data, size, split))
+
+        recipe = finetune_recipe(str(data), size, steps, batch_size, seed, lr, init, split)
+        _fit(recipe, out or Path(f"evaluator-{size}-{data.name}"), scores, progress)
+        return
     recipe = evaluator_recipe(size, steps, batch_size, seed, identities, lr, sex_weight, init)
     _fit(recipe, out or Path(f"evaluator-{size}"), evaluator_scores, progress)
 

@@ -82,7 +82,8 @@ def _class_names(model) -> list[str]:
 
 
 def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
-         image: Path = typer.Option(None, help="Image file to edit (default: a world face)."),
+         image: Path = typer.Option(None, help="Image file or photo to edit (default: a world face)."),
+         align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
          index: int = typer.Option(0, help="World face to edit when no --image is given."),
          source: str = typer.Option("neutral", "--from", help="Class of the input."),
          target: str = typer.Option(..., "--to", help="Class to move to, or 'all' for a strip of every class."),
@@ -98,7 +99,7 @@ def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
     model = _load(ckpt)
     size = model.config.image_size
     if image is not None:
-        x = _image_file(image, size)
+        x = _image_file(image, size, align)
     else:
         x = _data_batch("world", ckpt, size, 1, seed, [index])["image"]
     targets = [c for c in _class_names(model) if c != source] if target == "all" else [target]
@@ -108,27 +109,17 @@ def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
     typer.echo(f"wrote {out}")
 
 
-def _image_file(path: Path, size: int) -> torch.Tensor:
-    """One image file as a 1 x 3 x size x size tensor in [-1, 1]."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+def _image_file(path: Path, size: int, align: bool = True) -> torch.Tensor:
+    """A photo as a 1 x 3 x size x size tensor in [-1, 1]: the face detected and aligned, or the centre square."""
+    from mien.data.photo import load_face
 
-    from mien.errors import DataError
-
-    try:
-        img = Image.open(path).convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"image {path} does not exist; check the path") from None
-    except (UnidentifiedImageError, OSError):
-        raise DataError(f"{path} is not a readable image; pass a PNG or JPEG") from None
-    if img.size != (size, size):
-        raise DataError(f"{path} is {img.size[0]}x{img.size[1]}; this model edits {size}x{size} images "
-                        "(resize or crop it first)")
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    return load_face(path, size, align=align)["image"][None]
 
 
 def reconstruct(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
                 data: str = typer.Option("world", help="'world' or an image folder."),
+                image: Path = typer.Option(None, help="A photo to reconstruct instead of --data."),
+                align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
                 n: int = typer.Option(16, help="Number of images."),
                 seed: int = typer.Option(12345, help="World seed (default: unseen faces)."),
                 out: Path = typer.Option(Path("reconstructions.png"), help="PNG grid to write.")):
@@ -136,7 +127,10 @@ def reconstruct(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
     from mien.report.grid import save_grid
 
     model = _load(ckpt)
-    x = _data_batch(data, ckpt, model.config.image_size, n, seed)["image"]
+    if image is not None:
+        x, n = _image_file(image, model.config.image_size, align), 1
+    else:
+        x = _data_batch(data, ckpt, model.config.image_size, n, seed)["image"]
     with torch.no_grad():
         r = model.reconstruct(x)
     rows = min(n, 8)
@@ -153,6 +147,8 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
                                                                   "each dimension over encoded data."),
              index: int = typer.Option(0, help="Which world/folder image gives the base code."),
              data: str = typer.Option("world", help="'world' or an image folder."),
+             image: Path = typer.Option(None, help="A photo that gives the base code instead of --data/--index."),
+             align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
              seed: int = typer.Option(12345, help="World seed."),
              out: Path = typer.Option(Path("traversal.png"), help="PNG grid to write.")):
     """One row per latent dimension, that dimension swept while the others keep the image's code."""
@@ -166,7 +162,7 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
         raise ConfigError(f"--range {sweep!r}: use fixed or data")
     model = _load(ckpt)
     size = model.config.image_size
-    x = _data_batch(data, ckpt, size, 1, seed, [index])["image"]
+    x = _image_file(image, size, align) if image is not None else _data_batch(data, ckpt, size, 1, seed, [index])["image"]
     with torch.no_grad():
         z = invert(model, x, "z")
         chosen = list(range(z.shape[1])) if dims == "all" else [int(d) for d in dims.split(",")]

@@ -8,7 +8,8 @@
 (c) class subfolders ``DIR/<class>/*.png`` (two or more, no images directly in ``DIR``): a
     ``label`` per class (sorted names) and one categorical factor ``class``.
 
-``metadata.csv`` columns: ``file_name`` (relative to ``DIR``); one column per factor
+``metadata.csv`` columns: ``file_name`` (relative to ``DIR``); optionally ``split`` (train, val,
+test: ``FolderDataset(split=...)`` keeps one; ``mien data prepare`` writes it); one column per factor
 (categorical and binary values as integer codes or as labels, continuous values as numbers);
 2-D landmarks as ``lm2d_x0..lm2d_x67, lm2d_y0..lm2d_y67`` in [0, 1] image coordinates and 3-D
 landmarks as ``lm3d_x0.., lm3d_y0.., lm3d_z0..`` (all x columns, then all y, then all z).
@@ -33,6 +34,7 @@ from rich.text import Text
 from torch.utils.data import Dataset
 
 from mien.data.factors import Factor, by_name, schema_from_json, schema_to_json
+from mien.data.images import read_rgb
 from mien.errors import ConfigError, DataError, OutputError
 from mien.io import atomic_save_png, atomic_write_bytes, atomic_write_text, ensure_writable_dir
 
@@ -60,11 +62,10 @@ def _list_images(root: Path) -> list[Path]:
 
 
 def _load_rgb(path: Path) -> Image.Image:
+    """Upright 8-bit RGB (EXIF orientation, CMYK, 16-bit: :mod:`mien.data.images`)."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except Exception as e:  # image decoders raise many exception types on corrupt files
+        return Image.fromarray(read_rgb(path))
+    except DataError as e:
         raise DataError(f"cannot read image {path} ({e}); replace or remove it, or load with skip_bad=True") from None
 
 
@@ -141,7 +142,7 @@ class _Metadata:
 
     def factor_columns(self) -> list[str]:
         landmark = re.compile(r"lm[23]d_[xyz]\d+")
-        return [h for h in self.header if h != "file_name" and not landmark.fullmatch(h)]
+        return [h for h in self.header if h not in ("file_name", "split") and not landmark.fullmatch(h)]
 
 
 def _infer_factor(name: str, raw: list[str]) -> tuple[Factor, np.ndarray] | None:
@@ -180,6 +181,7 @@ class FolderDataset(Dataset):
     code of factor ``label_factor`` (default: ``expression``, else ``class``, when present).
     With ``skip_bad=True`` every image is decoded up front and unreadable ones are left out and
     listed in ``.skipped``; otherwise a corrupt image raises :class:`DataError` when loaded.
+    ``split`` keeps the rows of one value of the ``split`` column of ``metadata.csv``.
     """
 
     def __init__(
@@ -189,6 +191,7 @@ class FolderDataset(Dataset):
         skip_bad: bool = False,
         crop: str = "center",
         label_factor: str | None = None,
+        split: str | None = None,
     ):
         self.root = Path(root)
         if size is not None and (not isinstance(size, int) or size < 1):
@@ -201,6 +204,7 @@ class FolderDataset(Dataset):
         if not self.root.is_dir():
             raise DataError(f"{self.root} is a file, not a folder; pass the folder that holds the images")
         self.factors: list[Factor] = []
+        self._splits: list[str] | None = None
         self._values: dict[str, np.ndarray] = {}
         self._landmarks: dict[str, np.ndarray] = {}
         if (self.root / "metadata.csv").is_file():
@@ -210,20 +214,36 @@ class FolderDataset(Dataset):
         if not self.files:
             kinds = ", ".join(s[1:] for s in IMAGE_SUFFIXES)
             raise DataError(f"no images ({kinds}) found in {self.root}; put images there or pass another folder")
+        if split is not None:
+            self._keep(self._split_mask(split))
         self.skipped: list[Path] = []
         if skip_bad:
             keep = np.array([_is_readable_image(p) for p in self.files], dtype=bool)
             self.skipped = [p for p, ok in zip(self.files, keep) if not ok]
-            self.files = [p for p, ok in zip(self.files, keep) if ok]
-            self._values = {k: v[keep] for k, v in self._values.items()}
-            self._landmarks = {k: v[keep] for k, v in self._landmarks.items()}
+            self._keep(keep)
             if not self.files:
                 raise DataError(f"none of the {len(self.skipped)} images in {self.root} can be read; check the files")
         self.label_factor = self._resolve_label(label_factor)
 
+    def _keep(self, keep: np.ndarray):
+        self.files = [p for p, ok in zip(self.files, keep) if ok]
+        self._values = {k: v[keep] for k, v in self._values.items()}
+        self._landmarks = {k: v[keep] for k, v in self._landmarks.items()}
+
+    def _split_mask(self, split: str) -> np.ndarray:
+        splits = self._splits or []
+        if not splits:
+            raise ConfigError(f"{self.root} has no split column in metadata.csv; drop data.split or prepare the "
+                              "data set with mien data prepare")
+        keep = np.array([s == split for s in splits], dtype=bool)
+        if not keep.any():
+            raise ConfigError(f"{self.root} has no split {split!r}; its splits: {', '.join(sorted(set(splits)))}")
+        return keep
+
     def _read_export(self):
         meta = _Metadata(self.root / "metadata.csv")
         self.files = [self.root / name for name in meta.columns["file_name"]]
+        self._splits = meta.columns.get("split")
         for r, path in enumerate(self.files):
             if not path.is_file():
                 raise meta.fail(r, f"image {path} does not exist; fix its file_name or re-export the data set")
@@ -274,6 +294,12 @@ class FolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def annotation(self, i: int) -> tuple[dict, np.ndarray | None]:
+        """Factor values (codes for discrete factors) and 68 x 2 landmarks in [0, 1] (or None) of item ``i``."""
+        values = {f.name: (int if f.discrete else float)(self._values[f.name][i]) for f in self.factors}
+        landmarks2d = self._landmarks.get("landmarks2d")
+        return values, None if landmarks2d is None else landmarks2d[i]
 
     def __getitem__(self, i: int) -> dict:
         image = _load_rgb(self.files[i])
@@ -361,6 +387,14 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.speed:.1f} img/s" if task.speed else "? img/s", style="progress.data.speed")
 
 
+def progress_bar(enabled: bool = True) -> Progress:
+    """The bar of long data jobs, on stderr: description, bar, done/total, rate, time left."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=not enabled,
+    )
+
+
 def _numeric_array(name: str, value) -> np.ndarray:
     try:
         array = np.asarray(value)
@@ -407,10 +441,7 @@ def export_samples(
     header = ["file_name", *(f.name for f in factors)]
     landmark_keys: list[tuple[str, int]] = []
     rows = []
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), disable=not progress,
-    )
+    bar = progress_bar(progress)
     with bar:
         task = bar.add_task(f"export {out_dir}", total=total)
         for i, sample in enumerate(samples):

@@ -16,6 +16,7 @@ class DataConfig:
 
     source: str = "world"
     path: str | None = None
+    split: str | None = None  # one split of a folder (train, val, test), all when None
     size: int = DEFAULT_SIZE
     n: int = 20000
     seed: int = 0
@@ -30,7 +31,8 @@ class DataConfig:
 
 def make_dataset(cfg: DataConfig) -> Dataset:
     """The world on the fly, its landmark sequences (``source: sequences``, collated by padding),
-    or a folder of images (``data.path``)."""
+    or a folder (``data.path``): mien's image folders, or CelebA, FFHQ, AffectNet and FER2013 as
+    they are unpacked (:mod:`mien.data.formats`; ``mien data prepare`` makes a faster copy)."""
     if cfg.source == "sequences":
         from mien.data.world.sequences import WorldSequenceDataset, pad_sequences
 
@@ -43,5 +45,10 @@ def make_dataset(cfg: DataConfig) -> Dataset:
         return WorldDataset(cfg.n, cfg.size, cfg.seed, cfg.design, fixed=cfg.fixed, ranges=cfg.ranges,
                             n_identities=cfg.n_identities)
     from mien.data.folder import FolderDataset
+    from mien.data.formats import detect_layout, open_layout
+    from mien.data.formats.dataset import LayoutDataset
 
-    return FolderDataset(cfg.path, size=cfg.size)
+    layout = detect_layout(cfg.path)
+    if layout == "folder":
+        return FolderDataset(cfg.path, size=cfg.size, split=cfg.split)
+    return LayoutDataset(open_layout(cfg.path, layout), size=cfg.size, split=cfg.split)

@@ -7,6 +7,13 @@ landmarks (in [0, 1] image coordinates) and a unit-norm identity embedding train
 additive angular margin (ArcFace). ``taps`` gives the per-stage activations for the LPIPS
 formula, ``features`` the neck vector for FID/KID/precision-recall (the role of Inception's pool
 features, Pikoulis digest §4.1; Zou Eq. 2.38).
+
+Fine-tuning on a prepared real data set (``labels: data``, ``mien evaluator train --data``):
+the heads learn what the data labels, mapped by name onto the evaluator's classes and
+attributes when the config is built from the data (:meth:`EvaluatorConfig.from_data`): its
+expression classes (AffectNet's eight are the world's; FER2013's "angry" is "anger"; a class
+with no match is not scored), its binary factors for sex, glasses, beard and hat (the world's
+names, or CelebA's Male, Eyeglasses, No_Beard inverted, Wearing_Hat), and its 68 landmarks.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from mien.models.base import GenerativeModel, ModelConfig, register
 ATTRIBUTES = ("sex", "glasses", "beard", "hat")
 POSE = ("yaw", "pitch", "roll")
 POSE_SCALE = (35.0, 15.0, 12.0)  # degrees mapped to 1 (the world's pose ranges)
+EXPRESSION_SYNONYMS = {"angry": "anger", "surprised": "surprise", "happiness": "happy", "sadness": "sad",
+                       "disgusted": "disgust", "fearful": "fear", "afraid": "fear"}
+ATTRIBUTE_SOURCES = {"sex": ("sex", "Male"), "glasses": ("glasses", "Eyeglasses"), "beard": ("beard", "!No_Beard"),
+                     "hat": ("hat", "Wearing_Hat")}  # a leading ! inverts the data's factor
 
 
 @dataclass
@@ -45,8 +56,13 @@ class EvaluatorConfig(ModelConfig):
     identities: int = 0
     sex_weight: float = 4.0
     expressions: list[str] = field(default_factory=lambda: list(EXPRESSIONS))
+    labels: str = "world"
+    expression_map: list[int] = field(default_factory=list)
+    attribute_sources: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        if self.labels not in ("world", "data"):
+            raise ConfigError(f"model.labels {self.labels!r}: use world (the world's factors) or data (a real data set)")
         if len(self.expressions) != self.n_expressions:
             raise ConfigError(f"model.expressions names {len(self.expressions)} classes, model.n_expressions "
                               f"is {self.n_expressions}; give one name per class")
@@ -54,7 +70,28 @@ class EvaluatorConfig(ModelConfig):
     @classmethod
     def from_data(cls, section: dict, data) -> "EvaluatorConfig":
         size = getattr(data, "size", None)
-        return super().from_data({"size": size, **section} if size else section, data)
+        section = {"size": size, **section} if size else dict(section)
+        if section.get("labels") == "data" and data is not None:
+            section.setdefault("expression_map", _expression_map(data, section.get("expressions", EXPRESSIONS)))
+            section.setdefault("attribute_sources", _attribute_sources(data))
+        return super().from_data(section, data)
+
+
+def _expression_map(data, names) -> list[int]:
+    """Data label code -> evaluator expression class (-1: none), when the data's label is an expression."""
+    factor = {f.name: f for f in getattr(data, "factors", [])}.get(getattr(data, "label_factor", None))
+    if factor is None or factor.name != "expression":
+        return []
+    ours = [n.lower() for n in names]
+    found = [EXPRESSION_SYNONYMS.get(v.lower(), v.lower()) for v in factor.values]
+    return [ours.index(v) if v in ours else -1 for v in found]
+
+
+def _attribute_sources(data) -> list[str]:
+    """Per evaluator attribute, the data's binary factor that labels it ("" none, "!" inverted)."""
+    binary = {f.name for f in getattr(data, "factors", []) if f.kind == "binary"}
+    sources = [next((s for s in ATTRIBUTE_SOURCES[a] if s.lstrip("!") in binary), "") for a in ATTRIBUTES]
+    return sources if any(sources) else []
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -143,11 +180,44 @@ class Evaluator(GenerativeModel):
         """Scaled pose outputs -> (yaw, pitch, roll) in degrees."""
         return pose * pose.new_tensor(POSE_SCALE)
 
+    def data_targets(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Targets of a real data set's batch in the heads' terms: ``expression`` (B, -1 unknown),
+        ``attributes`` (B x 4, NaN unknown), ``landmarks`` (B x 68 x 2), as far as the data labels them."""
+        c, out = self.config, {}
+        if c.expression_map and "label" in batch:
+            out["expression"] = torch.tensor(c.expression_map, device=batch["label"].device)[batch["label"].long()]
+        if c.attribute_sources and "factors" in batch:
+            n = len(batch["image"])
+            cols = [torch.full((n,), float("nan")) if not src else batch["factors"][src.lstrip("!")].float()
+                    for src in c.attribute_sources]
+            cols = [1 - col if src.startswith("!") else col for col, src in zip(cols, c.attribute_sources)]
+            out["attributes"] = torch.stack(cols, 1).to(batch["image"].device)
+        if "landmarks2d" in batch:
+            out["landmarks"] = batch["landmarks2d"].float()
+        return out
+
+    def _data_loss(self, batch: dict) -> dict:
+        """Cross-entropy on the known expressions, BCE on the known attributes, L1 on the landmarks."""
+        t, out = self.data_targets(batch), self(batch["image"])
+        terms = {}
+        if "expression" in t and (known := t["expression"] >= 0).any():
+            terms["expression"] = F.cross_entropy(out["expression"][known], t["expression"][known])
+        if "attributes" in t and (known := ~torch.isnan(t["attributes"])).any():
+            terms["attributes"] = F.binary_cross_entropy_with_logits(out["attributes"][known], t["attributes"][known])
+        if "landmarks" in t:
+            terms["landmarks"] = 20 * F.l1_loss(out["landmarks"], t["landmarks"])
+        if not terms:
+            raise ConfigError("the data labels nothing this evaluator has a head for (expressions, sex, glasses, "
+                              "beard, hat or 68 landmarks); prepare a labelled data set (mien data prepare)")
+        return {"loss": sum(terms.values()), **{k: v.detach() for k, v in terms.items()}}
+
     def loss(self, batch: dict, step: int = 0) -> dict:
-        """Sum of the head losses. Expression cross-entropy is weighted by min(1, intensity / 0.2)
+        """Sum of the head losses (``labels: data``: :meth:`_data_loss`). Expression cross-entropy is weighted by min(1, intensity / 0.2)
         for non-neutral faces (a face at intensity 0 looks neutral whatever its label); the
         intensity target is 0 for neutral faces; the sex label, shown only by small shape and brow
         cues, has ``sex_weight`` times the weight of the other attributes; identity by ArcFace."""
+        if self.config.labels == "data":
+            return self._data_loss(batch)
         if not self.config.identities:
             raise ConfigError("this evaluator has no ArcFace head; train one with model.identities = the "
                               "number of world identities (data.n_identities)")

@@ -7,6 +7,8 @@ that the identity embedding can be trained with ArcFace (additive angular margin
 every step sees new faces (the data set holds steps x batch faces). The sequence classifier
 trains on world landmark sequences of 35-45 frames (Zou §3.6). Both: AdamW (weight decay 1e-4),
 linear warm-up over the first 5 % of steps then cosine decay, gradient norm clipped at 5.
+Fine-tuning on a prepared real data set starts from the shipped evaluator of the size and
+learns what the data labels (``labels: data``; :mod:`mien.evaluator.network`).
 """
 
 from __future__ import annotations
@@ -38,3 +40,15 @@ def sequence_recipe(steps: int = 1500, batch_size: int = 64, seed: int = 0, lr: 
             "data": {"source": "sequences", "n": steps * batch_size, "seed": seed, "frames": [35, 45],
                      "batch_size": batch_size},
             "train": _train(steps, lr, seed)}
+
+
+def finetune_recipe(data: str, size: int = 64, steps: int = 500, batch_size: int = 64, seed: int = 0,
+                    lr: float = 5e-4, init=None, split: str | None = None) -> dict:
+    """The run config that fine-tunes an evaluator (default: the shipped one of ``size``) on the
+    prepared folder ``data`` (its ``split``, all rows when None)."""
+    from mien.evaluator.weights import SHIPPED
+
+    train = {**_train(steps, lr, seed), "init_from": str(init or SHIPPED / f"evaluator_{size}")}
+    return {"model": {"name": "evaluator", "labels": "data"},
+            "data": {"source": "folder", "path": str(data), "size": size, "batch_size": batch_size, "split": split},
+            "train": train}

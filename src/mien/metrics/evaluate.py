@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import default_collate
 
 from mien.errors import ConfigError
-from mien.metrics.fid import image_features
+from mien.metrics.fid import fid_from_features, image_features, kid_from_features
 from mien.metrics.registry import Metric, resolve
 from mien.models.capabilities import Autoencoder, Reconstructor, Sampler
 
@@ -115,21 +115,33 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
 
 @torch.no_grad()
 def evaluate_images(gen_batches: Iterable[dict], ref_batches: Iterable[dict], names: str, evaluator,
-                    paired: bool, progress=None) -> dict:
+                    paired: bool, progress=None, features=None) -> dict:
     """Metrics of a folder of images against a reference folder; pairwise metrics need ``paired``
-    folders (the same number of images, matched in file order)."""
+    folders (the same number of images, matched in file order). ``features`` (a
+    :class:`~mien.metrics.fid.ScriptedFeatures`) adds ``fid_features`` and ``kid_features``
+    (for fid and kid) on the user's feature network."""
     chosen = resolve(names, {"distribution", "pairs"} if paired else {"distribution"})
     gen, ref, mean = [], [], _Mean()
+    user = {"gen": [], "ref": []}
     steps = zip(gen_batches, ref_batches) if paired else chain(((g, None) for g in gen_batches),
                                                                  ((None, r) for r in ref_batches))
     for g, r in steps:
-        for b, store in ((g, gen), (r, ref)):
+        for b, store, side in ((g, gen, "gen"), (r, ref, "ref")):
             if b is not None:
                 store.append((image_features(b["image"].float(), evaluator), _classes(evaluator, b["image"].float())))
+                if features is not None:
+                    user[side].append(image_features(b["image"].float(), features))
                 if progress:
                     progress(len(b["image"]))
         if paired:
             _pairwise(chosen, mean, r["image"].float(), g["image"].float(), None, evaluator)
     out = _distribution(chosen, gen, ref, evaluator.expression_names)
     out.update(mean.result())
+    if features is not None:
+        gf, rf = torch.cat(user["gen"]), torch.cat(user["ref"])
+        picked = {m.name for m in chosen}
+        if "fid" in picked:
+            out["fid_features"] = fid_from_features(gf, rf)
+        if "kid" in picked:
+            out["kid_features"], out["kid_features_std"] = kid_from_features(gf, rf)
     return out

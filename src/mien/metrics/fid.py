@@ -2,10 +2,12 @@
 Pikoulis digest §4.1, Haas Eq. 2.14) and the kernel distance (KID, Bińkowski et al. 2018; the
 polynomial-kernel unbiased MMD of torchmetrics), named ``fid_mien``/``kid_mien`` because the
 features come from mien's evaluator, not from Inception: compare orderings, not absolute values
-with published numbers (Zou digest, Evaluators)."""
+with published numbers (Zou digest, Evaluators). A user's own TorchScript feature network
+(:func:`load_feature_network`) gives ``fid_features``/``kid_features`` on its features instead."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -106,3 +108,38 @@ def kid_mien(gen_images, ref_images, evaluator=None, subsets: int = 100, subset_
     """KID (mean, std) on evaluator features between two image sets."""
     return kid_from_features(image_features(gen_images, evaluator), image_features(ref_images, evaluator),
                              subsets, subset_size)
+
+
+class ScriptedFeatures:
+    """A user's TorchScript feature network (for example the standard Inception-v3 pool features,
+    for users who have those weights locally) in the place of the evaluator's neck: it receives
+    N x 3 x S x S float images in [0, 1] and returns N x D features (trailing 1 x 1 dims are
+    flattened). Loaded by :func:`load_feature_network` only when the user names the file."""
+
+    def __init__(self, module, path):
+        self.module, self.path = module, str(path)
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            f = self.module((x.float() + 1) / 2)
+        except Exception as e:  # a TorchScript module raises torch.jit.Error and others on bad input
+            raise DataError(f"the feature network {self.path} failed on {tuple(x.shape)} images ({str(e).splitlines()[0]}); "
+                            "it must take N x 3 x S x S float images in [0, 1]") from None
+        if not torch.is_tensor(f) or f.dim() < 2 or f.shape[0] != len(x):
+            raise DataError(f"the feature network {self.path} must return N x D features, got "
+                            f"{tuple(f.shape) if torch.is_tensor(f) else type(f).__name__}")
+        return f.reshape(len(x), -1).float()
+
+
+def load_feature_network(path) -> ScriptedFeatures:
+    """``torch.jit.load`` of a TorchScript file on CPU (a TorchScript archive, not a pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"feature network {path} does not exist; pass a TorchScript file saved with torch.jit.save")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as e:  # RuntimeError and others for a file that is not a TorchScript archive
+        raise DataError(f"{path} is not a TorchScript file ({str(e).splitlines()[0][:120]}); "
+                        "save the network with torch.jit.save(torch.jit.script(net), path)") from None
+    return ScriptedFeatures(module, path)

@@ -4,6 +4,7 @@ meta.json records and what the tests check (issue 5, "What it must show")."""
 from __future__ import annotations
 
 import torch
+from torch.utils.data import default_collate
 
 from mien.data.world import WorldDataset, WorldSequenceDataset, pad_sequences
 from mien.metrics.image import landmark_nme, verification_auc
@@ -49,6 +50,45 @@ def evaluator_scores(model, n: int = 2000, seed: int = HELDOUT_SEED, n_identitie
     scores["intensity_mae"] = (out["intensity"] - f["intensity"])[expressive].abs().mean().item()
     ident_out, ident = _run(model, WorldDataset(max(n // 4, 50), size, seed + 1, n_identities=n_identities))
     scores["identity_auc"] = verification_auc(ident_out["identity"], ident["factors"]["identity"])
+    return scores
+
+
+def heldout_folder(path, size: int, train_split: str | None):
+    """The rows of a prepared folder to score a model trained on ``train_split`` on: its val
+    split, else its test split; all rows when it was trained on all of them (or has no other)."""
+    from mien.data.folder import FolderDataset
+    from mien.errors import ConfigError
+
+    for split in (("val", "test") if train_split else ()):
+        if split != train_split:
+            try:
+                return FolderDataset(path, size=size, split=split)
+            except ConfigError:  # no such split
+                continue
+    return FolderDataset(path, size=size, split=train_split)
+
+
+@torch.no_grad()
+def data_scores(model, dataset, n: int = 2000, batch_size: int = 250) -> dict:
+    """Scores of an evaluator fine-tuned on real data (``labels: data``) on the first ``n`` items
+    of ``dataset``: expression accuracy over the classes it maps, attribute accuracy over the
+    attributes it maps, landmark NME where the data has landmarks."""
+    hits = {"expression_acc": [], "attribute_acc": []}
+    nme = []
+    for start in range(0, min(n, len(dataset)), batch_size):
+        batch = default_collate([dataset[i] for i in range(start, min(start + batch_size, n, len(dataset)))])
+        out, t = model(batch["image"]), model.data_targets(batch)
+        if "expression" in t:
+            known = t["expression"] >= 0
+            hits["expression_acc"].append((out["expression"].argmax(1) == t["expression"])[known].float())
+        if "attributes" in t:
+            known = ~torch.isnan(t["attributes"])
+            hits["attribute_acc"].append(((out["attributes"] > 0).float() == t["attributes"])[known].float())
+        if "landmarks" in t:
+            nme.append(landmark_nme(out["landmarks"], t["landmarks"]).item() * len(batch["image"]))
+    scores = {k: torch.cat(v).mean().item() for k, v in hits.items() if v and len(torch.cat(v))}
+    if nme:
+        scores["landmark_nme"] = sum(nme) / min(n, len(dataset))
     return scores
 
 

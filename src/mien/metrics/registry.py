@@ -6,7 +6,7 @@ Needs (the arguments the function receives):
   evaluator's class names;
 - ``pairs``: reference images, the images to compare with them (same order) and the evaluator;
 - ``targets``: images, the batch whose labels, attributes or landmarks (``keys``) they should
-  show, and the evaluator;
+  show, and the evaluator (one fine-tuned on real data reads the labels by its name map);
 - ``codes``: codes N x D, the factor values of the items and the factor schema;
 - ``sequences``: generated and reference sequence batches (``sequence``, ``length``, ``label``).
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from mien.errors import ConfigError
 from mien.metrics import disentangle as dis
 from mien.metrics import fid, image, pr, sequence
 
@@ -38,6 +39,32 @@ def _per_class(gf, rf, gc, rc, names) -> dict:
     return out
 
 
+def _data_targets(x, b, ev) -> dict | None:
+    """The batch's labels in the evaluator's terms when it was fine-tuned on real data, else None."""
+    config = getattr(ev, "config", None)
+    return ev.data_targets({**b, "image": x}) if getattr(config, "labels", "world") == "data" else None
+
+
+def _expr_acc(x, b, ev) -> dict:
+    t = _data_targets(x, b, ev)
+    if t is None:
+        return {"expression_acc": image.expression_accuracy(x, b["label"], ev)}
+    known = t["expression"] >= 0 if "expression" in t else None
+    if known is None or not known.any():
+        return {}
+    return {"expression_acc": image.expression_accuracy(x[known], t["expression"][known], ev)}
+
+
+def _attr_acc(x, b, ev) -> dict:
+    t = _data_targets(x, b, ev)
+    if t is not None:
+        return {"attribute_acc": image.attribute_accuracy(x, t["attributes"], ev)} if "attributes" in t else {}
+    if b["attributes"].shape[1] != 4:
+        raise ConfigError(f"the data has {b['attributes'].shape[1]} binary attributes, the evaluator scores sex, "
+                          "glasses, beard and hat: fine-tune one on it (mien evaluator train --data) and pass --evaluator")
+    return {"attribute_acc": image.attribute_accuracy(x, b["attributes"], ev)}
+
+
 def _kid(gf, rf, gc, rc, names) -> dict:
     mean, std = fid.kid_from_features(gf, rf)
     return {"kid_mien": mean, "kid_mien_std": std}
@@ -55,9 +82,9 @@ _ALL = [
     Metric("lpips", "pairs", lambda a, b, ev: {"lpips_mien": image.lpips_mien(a, b, ev)},
            "LPIPS formula on evaluator features"),
     Metric("csim", "pairs", lambda a, b, ev: {"csim_mien": image.csim_mien(a, b, ev)}, "identity cosine similarity"),
-    Metric("expr_acc", "targets", lambda x, b, ev: {"expression_acc": image.expression_accuracy(x, b["label"], ev)},
+    Metric("expr_acc", "targets", _expr_acc,
            "evaluator expression accuracy w.r.t. the intended labels", ("label",)),
-    Metric("attr_acc", "targets", lambda x, b, ev: {"attribute_acc": image.attribute_accuracy(x, b["attributes"], ev)},
+    Metric("attr_acc", "targets", _attr_acc,
            "evaluator attribute accuracy w.r.t. the intended attributes (sex, glasses, beard, hat)", ("attributes",)),
     Metric("nme", "targets", lambda x, b, ev: {"landmark_nme": image.image_landmark_nme(x, b["landmarks2d"], ev)},
            "landmark NME (inter-ocular) of the evaluator's landmarks w.r.t. the intended ones", ("landmarks2d",)),
@@ -82,8 +109,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 def resolve(names: str, allowed_needs: set[str], batch_keys=None) -> list[Metric]:
     """Metrics named in a comma-separated list ('all': every metric whose needs are allowed and
     whose batch ``keys`` are among ``batch_keys`` when given)."""
-    from mien.errors import ConfigError
-
     def fits(m: Metric) -> bool:
         return m.needs in allowed_needs and (batch_keys is None or set(m.keys) <= set(batch_keys))
 
