@@ -277,7 +277,7 @@ def test_cli_writes_codes_and_grid(gan_dir, encoder_run, tmp_path, monkeypatch, 
     assert grid.size == (3 * 66 + 2, 2 * 66 + 2)  # input row over reconstruction row, 2x scale, 2-px borders
     face = tmp_path / "face.png"
     Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(face)
-    code, _, err = run_cli(monkeypatch, capsys, "invert", gan_dir, "--image", face, "--method", "encoder",
+    code, _, err = run_cli(monkeypatch, capsys, "invert", gan_dir, "--image", face, "--no-align", "--method", "encoder",
                            "--encoder", encoder_run, "--out", tmp_path / "enc")
     assert code == 0, err
     assert json.loads((tmp_path / "enc" / "codes.json").read_text())["encoder"] == str(encoder_run)
@@ -288,7 +288,7 @@ def test_cli_bad_inputs_give_one_line_and_exit_2(gan_dir, encoder_run, tmp_path,
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(small)
     other = make_gan(2)
     other_dir = checkpoint.save(other, tmp_path / "other", {"model": other.config_dict()}, {"model": "stylegan"})
-    cases = {"16x16": ["invert", gan_dir, "--image", small],
+    cases = {"no face found": ["invert", gan_dir, "--image", small],  # photos are detected and aligned (issue 19)
              "not a GAN": ["invert", encoder_run],
              "another generator": ["invert", other_dir, "--method", "encoder", "--encoder", encoder_run],
              "--steps must": ["invert", gan_dir, "--steps", "nan"],

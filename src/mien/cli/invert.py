@@ -24,32 +24,15 @@ def _count(value: str, name: str) -> int:
     return int(number)
 
 
-def _image(path: Path, size: int) -> torch.Tensor:
-    """One image file as a 1 x 3 x size x size tensor in [-1, 1]."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from mien.errors import DataError
-
-    try:
-        img = Image.open(path).convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"image {path} does not exist; check the path") from None
-    except (UnidentifiedImageError, OSError):
-        raise DataError(f"{path} is not a readable image; pass a PNG or JPEG") from None
-    if img.size != (size, size):
-        raise DataError(f"{path} is {img.size[0]}x{img.size[1]}; this GAN inverts {size}x{size} images "
-                        "(resize or crop it first)")
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-
-
-def _targets(run: Path, image: Path | None, data: str, n: int, seed: int, size: int) -> torch.Tensor:
+def _targets(run: Path, image: Path | None, data: str, n: int, seed: int, size: int, align: bool) -> torch.Tensor:
     from mien.data.folder import FolderDataset
     from mien.errors import ConfigError
     from mien.models.checkpoint import training_world
 
-    if image is not None:
-        return _image(image, size)
+    if image is not None:  # a photo: the face detected, FFHQ-aligned and cropped (issue 19)
+        from mien.data.photo import load_face
+
+        return load_face(image, size, align=align)["image"][None]
     if data == "world":
         return training_world(run, n, seed, size).batch(range(n))["image"]
     ds = FolderDataset(data, size=size)
@@ -60,6 +43,7 @@ def _targets(run: Path, image: Path | None, data: str, n: int, seed: int, size: 
 
 def invert(run: Path = typer.Argument(..., help="StyleGAN checkpoint folder (stylegan, cgan, infogan)."),
            image: Path = typer.Option(None, help="Image file to invert (instead of --data)."),
+           align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
            data: str = typer.Option("world", help="'world' (the GAN's world settings) or an image folder."),
            n: str = typer.Option("16", help="Faces of --data to invert."),
            space: str = typer.Option("w+", help="w or w+."),
@@ -92,7 +76,7 @@ def invert(run: Path = typer.Argument(..., help="StyleGAN checkpoint folder (sty
     if model.model_name not in GAN_FAMILIES:
         raise ConfigError(f"{run} holds a {model.model_name!r} model, not a GAN; pass a stylegan, cgan or infogan run")
     enc = load_encoder(encoder, generator=run) if encoder is not None else None
-    x = _targets(run, image, data, count, seed, model.config.image_size)
+    x = _targets(run, image, data, count, seed, model.config.image_size, align)
     generator = torch.Generator().manual_seed(seed)
     info = {"method": method, "generator": str(run), "encoder": str(encoder) if encoder else None,
             "source": str(image) if image is not None else data, "seed": seed}
