@@ -98,7 +98,7 @@ def strengths(text: str, steps: int) -> torch.Tensor:
 def _codes(model, direction, image: Path | None, n: int, seed: int) -> tuple[torch.Tensor, list | None]:
     """Codes in the direction's space (and a GAN's fixed noise maps): of the image, else generated."""
     from mien.cli.inspect import _image_file
-    from mien.control import invert as inversion
+    from mien.control.invert import INVERSIONS, invert
     from mien.control.gan_directions import sample_codes
     from mien.errors import ConfigError
 
@@ -111,10 +111,10 @@ def _codes(model, direction, image: Path | None, n: int, seed: int) -> tuple[tor
         return drawn["w+" if space == "w" else space], model.noise_maps(n, gen)
     x = _image_file(image, model.config.image_size)
     if not gan:
-        return inversion.invert(model, x, space), None
-    if "w+" not in inversion.INVERSIONS:
+        return invert(model, x, space), None
+    if "w+" not in INVERSIONS:
         raise ConfigError("this build has no GAN inversion; drop --image to edit generated faces")
-    ws = inversion.invert(model, x, "w+")
+    ws = invert(model, x, "w+")
     if space in ("w", "w+"):
         return ws, model.noise_maps(1, gen)
     if space == "s":
