@@ -125,7 +125,8 @@ def test_sefa_follows_the_official_column_normalisation(gan):
     est = gd.SeFa(k=3, layers=layers).fit(model)
     # genforce/sefa factorize_weight: style weights transposed, concatenated, column-normalised, eig
     synthesis = model.synthesis
-    convs = {0: synthesis.layers[0].conv, 2: synthesis.layers[2].conv, model.config.num_ws - 1: synthesis.to_rgb[-1].conv}
+    convs = {0: synthesis.layers[0].conv, 2: synthesis.layers[2].conv,
+             model.config.num_ws - 1: synthesis.to_rgb[-1].conv}
     weight = np.concatenate([convs[i].affine.weight.detach().double().numpy().T for i in layers], axis=1)
     weight = weight / np.linalg.norm(weight, axis=0, keepdims=True)
     values, vectors = np.linalg.eig(weight.dot(weight.T))
@@ -223,8 +224,8 @@ def test_cli_bad_inputs_exit_2_with_one_line(gan, tmp_path, capsys):
     cases = [
         ([*edit, "--direction", wrong_size], "shape"),
         ([*edit, "--direction", out_of_range], "out of range"),
-        (["directions", "fit", gan, "--method", "sefa", "--layers", f"0-{num_ws + 2}", "--out", tmp_path / "x.safetensors"],
-         "W+ layers"),
+        (["directions", "fit", gan, "--method", "sefa", "--layers", f"0-{num_ws + 2}",
+          "--out", tmp_path / "x.safetensors"], "W+ layers"),
         ([*edit, "--direction", good, "--image", tmp_path / "big.png"], f"{size}x{size}"),
         ([*edit, "--direction", good, "--strength", "nan,3"], "finite"),
         ([*edit, "--direction", good, "--strength", "-3,inf"], "finite"),
@@ -237,6 +238,30 @@ def test_cli_bad_inputs_exit_2_with_one_line(gan, tmp_path, capsys):
     for args, words in cases:
         code, err = _cli(capsys, *args)
         assert code == 2 and len(err.splitlines()) == 1 and words in err, (args, err)
+
+
+def test_cli_edit_of_a_vae_and_of_an_image(gan, tmp_path, capsys):
+    from mien import zoo
+    from mien.control.directions import AxisDirection
+    from mien.control.invert import INVERSIONS
+    from mien.data.world import WorldDataset
+    from mien.report.grid import save_grid
+
+    vae = zoo.path("vae")
+    axis = AxisDirection([1], 10).fit().direction_.save(tmp_path / "z1.safetensors")
+    save_grid(WorldDataset(1, size=32, seed=5).batch([0])["image"], tmp_path / "face.png", pad=0)
+    for extra in ([], ["--image", tmp_path / "face.png"]):
+        code, err = _cli(capsys, "edit", vae, "--direction", axis, "--steps", "3", *extra, "--out", tmp_path / "v.png")
+        assert code == 0 and Image.open(tmp_path / "v.png").size[0] == 3 * 64 + 4 * 2, err
+    import mien
+
+    d = Direction("w", torch.randn(1, mien.load(gan).config.w_dim)).save(tmp_path / "w.safetensors")
+    code, err = _cli(capsys, "edit", gan, "--direction", d, "--image", tmp_path / "face.png",
+                     "--out", tmp_path / "g.png")
+    if "w+" in INVERSIONS:  # a GAN image is inverted first where mien has a W+ inversion
+        assert code == 0, err
+    else:
+        assert code == 2 and "no GAN inversion" in err
 
 
 # --- the reproduction ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ METHODS = ("interfacegan", "ganspace", "sefa")
 @app.command("fit")
 def fit(ckpt: Path = typer.Argument(..., help="GAN checkpoint folder."),
         method: str = typer.Option(..., help="interfacegan, ganspace or sefa."),
-        factor: str = typer.Option(None, help="InterFaceGAN: the factor the evaluator scores (yaw, happy, glasses, age...)."),
+        factor: str = typer.Option(None, help="InterFaceGAN: the factor scored (yaw, happy, glasses, age...)."),
         layers: str = typer.Option(None, help="W+ layers the direction moves, e.g. 0-3 or 0,2 (default: all)."),
         n: int = typer.Option(2000, help="Generated faces (InterFaceGAN) or sampled w (GANSpace)."),
         k: int = typer.Option(5, help="Components (GANSpace, SeFa)."),
@@ -50,7 +50,8 @@ def fit(ckpt: Path = typer.Argument(..., help="GAN checkpoint folder."),
             if chosen is not None and space != "w":
                 raise ConfigError("--layers applies to w directions; drop it or use --space w")
             meter = _meter(model, factor)
-            estimator = gd.fit_interfacegan(model, meter, factor, n, space, ratio, chosen, seed)
+            with _bar(f"generating and scoring {n} faces", n) as advance:
+                estimator = gd.fit_interfacegan(model, meter, factor, n, space, ratio, chosen, seed, advance)
         elif method == "ganspace":
             w = gd.sample_codes(model, n, torch.Generator().manual_seed(seed))["w"]
             estimator = gd.GANSpace(k, chosen, num_ws, data=f"{n} sampled w", seed=seed).fit(w)
@@ -60,6 +61,21 @@ def fit(ckpt: Path = typer.Argument(..., help="GAN checkpoint folder."),
     path = estimator.direction_.save(out)
     typer.echo(json.dumps(gd.describe(estimator.direction_)))
     typer.echo(f"wrote {path}")
+
+
+def _bar(description: str, total: int):
+    """A rich progress bar (rate and ETA) whose ``advance(count)`` the work calls."""
+    import contextlib
+
+    from rich.progress import Progress
+
+    @contextlib.contextmanager
+    def bar():
+        with Progress(transient=True) as progress:
+            task = progress.add_task(description, total=total)
+            yield lambda count: progress.advance(task, count)
+
+    return bar()
 
 
 def _load(ckpt: Path):
@@ -158,7 +174,7 @@ def edit(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
          target: str = typer.Option(None, "--to", help="Diffusion edit: class to move to, or 'all'."),
          t0: int = typer.Option(500, help="Diffusion edit: the timestep inverted to."),
          guidance: float = typer.Option(4.0, help="Diffusion edit: classifier-free guidance scale."),
-         steps: int = typer.Option(None, help="Strengths per row (direction edit, default 7) or DDIM steps (default 40)."),
+         steps: int = typer.Option(None, help="Strengths per row (direction edit, 7) or DDIM steps (40)."),
          seed: int = typer.Option(None, help="Random seed (direction edit, default 0; world seed, default 12345)."),
          out: Path = typer.Option(Path("edited.png"), help="PNG grid to write.")):
     """Edit faces: along a latent direction (--direction; rows = faces, columns = strengths), or a

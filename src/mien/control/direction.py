@@ -82,7 +82,8 @@ class Direction:
         folder = Path(folder)
         again = "write it again with Direction.save"
         single = folder.suffix == ".safetensors"
-        meta_name, blob_name = (folder, folder) if single else (folder / "direction.json", folder / "vectors.safetensors")
+        meta_name, blob_name = ((folder, folder) if single
+                                else (folder / "direction.json", folder / "vectors.safetensors"))
         try:
             blob = blob_name.read_bytes()
             meta = json.loads(_header_metadata(blob).get("direction.json", "null") if single

@@ -31,9 +31,10 @@ CODE_SPACES = ("z", "w", "w+", "s")
 # --- codes of a GAN ------------------------------------------------------------------------------
 @torch.no_grad()
 def sample_codes(model, n: int, generator: torch.Generator | None = None, batch: int = 256,
-                 images: bool = False) -> dict[str, torch.Tensor]:
+                 images: bool = False, on_batch=None) -> dict[str, torch.Tensor]:
     """n fresh codes of a GAN in every space: ``z``, ``w`` = f(z), ``w+`` (w broadcast), ``s``
-    (styles of w+); with ``images``, also the untruncated images g(w+) under fixed noise."""
+    (styles of w+); with ``images``, also the untruncated images g(w+) under fixed noise.
+    ``on_batch(count)`` is called after each batch (a progress bar)."""
     check_space(model, "w")
     out: dict[str, list] = {k: [] for k in (*CODE_SPACES, *(["image"] if images else []))}
     for start in range(0, n, batch):
@@ -46,6 +47,8 @@ def sample_codes(model, n: int, generator: torch.Generator | None = None, batch:
             out[key].append(value.cpu())
         if images:
             out["image"].append(model.synthesize(ws, model.noise_maps(m, generator)).clamp(-1, 1).cpu())
+        if on_batch is not None:
+            on_batch(m)
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -160,13 +163,13 @@ class InterFaceGAN(_DirectionEstimator):
         normal = torch.as_tensor(svm.coef_[0]).float()
         normal = (normal / normal.norm()).reshape(codes.shape[1:])
         if self.conditions is not None:
-            others = torch.cat([c.vectors if isinstance(c, Direction) else torch.as_tensor(c).reshape(-1, *codes.shape[1:])
-                                for c in (self.conditions if isinstance(self.conditions, (list, tuple))
-                                          else [self.conditions])]).float()
-            normal = orthogonal_to(normal, others)
+            conditions = self.conditions if isinstance(self.conditions, (list, tuple)) else [self.conditions]
+            others = torch.cat([c.vectors if isinstance(c, Direction) else torch.as_tensor(c) for c in conditions])
+            normal = orthogonal_to(normal, others.reshape(-1, *codes.shape[1:]).float())
         self.normal_, self.n_selected_ = normal, len(idx)
-        provenance = {"method": "interfacegan", "factor": self.factor, "ratio": self.ratio, "threshold": self.threshold,
-                      "n_codes": len(codes), "n_selected": len(idx), "val_accuracy": self.accuracy_,
+        provenance = {"method": "interfacegan", "factor": self.factor, "ratio": self.ratio,
+                      "threshold": self.threshold, "n_codes": len(codes), "n_selected": len(idx),
+                      "val_accuracy": None if np.isnan(self.accuracy_) else self.accuracy_,
                       "conditions": 0 if self.conditions is None else len(others), "data": self.data, "seed": self.seed}
         if self.num_ws is not None:
             provenance["num_ws"] = self.num_ws
@@ -191,7 +194,8 @@ class GANSpace(_DirectionEstimator):
         if codes.dim() != 2:
             raise DataError(f"GANSpace fits W codes (n x w_dim), got shape {tuple(codes.shape)}")
         if not 1 <= self.k <= min(codes.shape):
-            raise ConfigError(f"k={self.k} components: choose 1..{min(codes.shape)} (codes of shape {tuple(codes.shape)})")
+            raise ConfigError(f"k={self.k} components: choose 1..{min(codes.shape)} "
+                              f"(codes of shape {tuple(codes.shape)})")
         x = codes.double()
         self.mean_ = x.mean(0).float()
         _, sv, vt = torch.linalg.svd(x - x.mean(0), full_matrices=False)
@@ -320,7 +324,8 @@ class FactorMeter:
         """What the probes read: the neck vector and the first three stages' activations averaged
         over 2 x 2 cells (global pooling alone loses left/right shading: light azimuth)."""
         taps = self.evaluator.taps(images)
-        return torch.cat([self.evaluator.neck(taps[-1]), *(F.adaptive_avg_pool2d(t, 2).flatten(1) for t in taps[:3])], 1)
+        pooled = [F.adaptive_avg_pool2d(t, 2).flatten(1) for t in taps[:3]]
+        return torch.cat([self.evaluator.neck(taps[-1]), *pooled], 1)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
@@ -351,11 +356,11 @@ def _r2(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def fit_interfacegan(model, meter: FactorMeter, factor: str, n: int = 2000, space: str = "w", ratio: float = 0.02,
-                     layers: list[int] | None = None, seed: int = 0) -> InterFaceGAN:
+                     layers: list[int] | None = None, seed: int = 0, on_batch=None) -> InterFaceGAN:
     """InterFaceGAN on ``n`` generated faces scored by the evaluator for ``factor`` (Shen et al.
     2020's recipe: sample, score with a classifier, keep the extremes, fit the SVM)."""
     meter.check(factor)
-    drawn = sample_codes(model, n, torch.Generator().manual_seed(seed), images=True)
+    drawn = sample_codes(model, n, torch.Generator().manual_seed(seed), images=True, on_batch=on_batch)
     scores = meter(drawn["image"])[factor]
     return InterFaceGAN(space, ratio=ratio, layers=layers, num_ws=model.config.num_ws, factor=factor,
                         data=f"{n} generated faces scored by the evaluator", seed=seed).fit(drawn[space], scores)

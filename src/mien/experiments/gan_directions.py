@@ -171,10 +171,12 @@ def _against_world(model, meter, sweeper, ckpt, vector, target, preset, seed):
     batch = training_world(ckpt, preset.n_invert, seed + 7, size).batch(range(preset.n_invert))
     ws = invert(model, batch["image"], "w+")
     noise = model.noise_maps(len(ws), torch.Generator().manual_seed(seed))
-    pair = sweeper.images(vector, None, ws, noise, torch.tensor([0.0, preset.span])).reshape(len(ws), 2, *batch["image"].shape[1:])
+    pair = sweeper.images(vector, None, ws, noise, torch.tensor([0.0, preset.span]))
+    pair = pair.reshape(len(ws), 2, *batch["image"].shape[1:])
     recon, edit = pair[:, 0], pair[:, 1]
     before, after = meter(recon), meter(edit)
-    reference, landmarks, _ = render_faces(_world_target(batch["factors"], target, after, after[target] - before[target]), size)
+    changed = _world_target(batch["factors"], target, after, after[target] - before[target])
+    reference, landmarks, _ = render_faces(changed, size)
     predicted = meter.evaluator(edit)["landmarks"]
     return lpips_mien(edit, reference, meter.evaluator), float(landmark_nme(predicted, landmarks)), \
         lpips_mien(recon, batch["image"], meter.evaluator)
@@ -276,8 +278,9 @@ def _markdown(rows, meter, p: Preset, ckpt, invertible: bool, seconds: float) ->
     probes = ", ".join(f"{k} {v:.2f}" for k, v in meter.probe_r2_.items())
     lines += ["", "Slope: change of the evaluator-measured target per unit strength (yaw in degrees, happy and "
               "attributes as probabilities, age/skin tone/light azimuth in world units); normalised: divided by "
-              "the std of the factor over world faces as the evaluator measures them. Leakage: mean normalised |slope| of the other measured factors "
-              f"({', '.join(MEASURED)}) over the target's (0 = only the target moves).",
+              "the std of the factor over world faces as the evaluator measures them. Leakage: mean normalised "
+              f"|slope| of the other measured factors ({', '.join(MEASURED)}) over the target's "
+              "(0 = only the target moves).",
               f"Factors without an evaluator head are read by ridge probes on its features (held-out R^2: {probes}).",
               "World columns: world faces inverted into W+, edited at +span, against the world's exact re-render "
               "with the target changed by the change the evaluator measures on the edit."
