@@ -275,7 +275,7 @@ def test_tiny_reproduce_writes_its_table(gan, tmp_path):
     results = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
     for r in results:
         assert np.isfinite(r["slope"]) and r["leakage"] >= 0 and -1 <= r["csim_mien"] <= 1 + 1e-6
-        assert r["slope"] >= 0  # components are signed so that + raises the target
+        assert r["method"] == "interfacegan" or r["slope"] >= 0  # components signed so that + raises the target
         assert (r["index"] is None) == (r["method"] == "interfacegan")
         assert r["index"] is None or 0 <= r["index"] < exp.PRESETS["tiny"].k
     assert all((tmp_path / "out" / "grids" / f"{m}.png").is_file() for m in exp.METHODS)

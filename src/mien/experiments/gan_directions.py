@@ -123,21 +123,25 @@ def _candidates(method: str, model, pool: dict, preset: Preset, meter, seed: int
     return {t: (est.direction_.vectors, None, None) for t in TARGETS}
 
 
-def _choose(sweeper, vectors, index, layers, target, spread, cache) -> tuple[int, torch.Tensor, dict]:
-    """(index, signed vector, slopes): the given index, or the component moving the target most."""
-    options = [index] if index is not None else range(len(vectors))
+def _choose(sweeper, vectors, index, layers, target, spread, cache) -> tuple[int, torch.Tensor, dict, torch.Tensor]:
+    """(index, vector, slopes, faces x strengths images): the given index (a direction whose sign
+    means something: kept), or the component moving the target most, signed so that + raises the
+    target (a component's sign is arbitrary; its sweep is mirrored to match)."""
     best = None
-    for i in options:
+    for i in [index] if index is not None else range(len(vectors)):
         key = (id(vectors), i)
         if key not in cache:
-            cache[key] = sweeper.slopes(sweeper.images(vectors[i], layers))
-        slopes = cache[key]
-        score = abs(slopes[target]) / spread[target]
+            images = sweeper.images(vectors[i], layers)
+            grid = images.reshape(len(sweeper.ws), len(sweeper.alphas), *images.shape[1:])
+            cache[key] = (sweeper.slopes(images), grid)
+        score = abs(cache[key][0][target]) / spread[target]
         if best is None or score > best[0]:
-            best = (score, i, slopes)
-    _, i, slopes = best
-    sign = 1.0 if slopes[target] >= 0 else -1.0
-    return i, sign * vectors[i], {k: sign * v for k, v in slopes.items()}
+            best = (score, i)
+    i = best[1]
+    slopes, images = cache[(id(vectors), i)]
+    if index is not None or slopes[target] >= 0:
+        return i, vectors[i], slopes, images
+    return i, -vectors[i], {k: -v for k, v in slopes.items()}, images.flip(1)  # strengths are symmetric
 
 
 def _world_target(factors: dict, target: str, edited: dict, delta: torch.Tensor) -> dict:
@@ -160,26 +164,35 @@ def _world_target(factors: dict, target: str, edited: dict, delta: torch.Tensor)
 
 
 @torch.no_grad()
-def _against_world(model, meter, sweeper, ckpt, vector, target, preset, seed):
-    """(lpips_mien, landmark NME) of the GAN edit at +span against the world's exact re-render."""
+def _inverted_world(model, ckpt, preset: Preset, seed: int) -> dict:
+    """World faces drawn as the checkpoint's training data, their W+ inversions and fixed noise."""
     from mien.control.invert import invert
-    from mien.data.world import render_faces
-    from mien.metrics.image import landmark_nme, lpips_mien
     from mien.models.checkpoint import training_world
 
     size = model.config.image_size
     batch = training_world(ckpt, preset.n_invert, seed + 7, size).batch(range(preset.n_invert))
-    ws = invert(model, batch["image"], "w+")
-    noise = model.noise_maps(len(ws), torch.Generator().manual_seed(seed))
-    pair = sweeper.images(vector, None, ws, noise, torch.tensor([0.0, preset.span]))
-    pair = pair.reshape(len(ws), 2, *batch["image"].shape[1:])
+    return {**batch, "ws": invert(model, batch["image"], "w+"),
+            "noise": model.noise_maps(preset.n_invert, torch.Generator().manual_seed(seed))}
+
+
+@torch.no_grad()
+def _against_world(meter, sweeper, world: dict, vector, target: str, span: float) -> tuple[float, float, float]:
+    """(lpips_mien, landmark NME) of the GAN edit at +span of the inverted world faces against the
+    world's exact re-render of them with the target changed by what the evaluator measures the edit
+    to have done, and the lpips_mien of the inversion itself."""
+    from mien.data.world import render_faces
+    from mien.metrics.image import landmark_nme, lpips_mien
+
+    ws, images = world["ws"], world["image"]
+    pair = sweeper.images(vector, None, ws, world["noise"], torch.tensor([0.0, span]))
+    pair = pair.reshape(len(ws), 2, *images.shape[1:])
     recon, edit = pair[:, 0], pair[:, 1]
     before, after = meter(recon), meter(edit)
-    changed = _world_target(batch["factors"], target, after, after[target] - before[target])
-    reference, landmarks, _ = render_faces(changed, size)
+    changed = _world_target(world["factors"], target, after, after[target] - before[target])
+    reference, landmarks, _ = render_faces(changed, images.shape[-1])
     predicted = meter.evaluator(edit)["landmarks"]
-    return lpips_mien(edit, reference, meter.evaluator), float(landmark_nme(predicted, landmarks)), \
-        lpips_mien(recon, batch["image"], meter.evaluator)
+    return (lpips_mien(edit, reference, meter.evaluator), float(landmark_nme(predicted, landmarks)),
+            lpips_mien(recon, images, meter.evaluator))
 
 
 def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = True) -> Path:
@@ -204,37 +217,32 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = 
     faces = gd.sample_codes(model, p.m, gen)
     alphas = torch.linspace(-p.span, p.span, p.steps)
     sweeper = _Sweeper(model, meter, faces["w+"], model.noise_maps(p.m, gen), pool["w"], alphas)
-    invertible = "w+" in INVERSIONS
-    rows, results = [], []
-    tasks = [(m, t) for m in METHODS for t in TARGETS]
-    with _progress(progress, len(tasks)) as advance:
+    world = _inverted_world(model, ckpt, p, seed) if "w+" in INVERSIONS else None
+    rows = []
+    with _progress(progress, len(METHODS) * len(TARGETS)) as advance:
         for method in METHODS:
             candidates, cache, grid = _candidates(method, model, pool, p, meter, seed), {}, []
             for target in TARGETS:
                 vectors, index, layers = candidates[target]
-                i, vector, slopes = _choose(sweeper, vectors, index, layers, target, spread, cache)
-                images = sweeper.images(vector, layers)
-                per_face = images.reshape(p.m, p.steps, *images.shape[1:])
+                i, vector, slopes, per_face = _choose(sweeper, vectors, index, layers, target, spread, cache)
                 mid = p.steps // 2
                 csim = (csim_mien(per_face[:, 0], per_face[:, mid], meter.evaluator)
                         + csim_mien(per_face[:, -1], per_face[:, mid], meter.evaluator)) / 2
                 normalised = _normalised(slopes, spread)
-                world = _against_world(model, meter, sweeper, ckpt, vector, target, p, seed) if invertible else None
-                result = {"method": method, "factor": target, "index": None if method == "interfacegan" else i,
-                          "slope": slopes[target], "slope_normalised": normalised[target],
-                          "leakage": _leakage(normalised, target), "csim_mien": csim,
-                          "lpips_to_world": world[0] if world else None, "nme_to_world": world[1] if world else None,
-                          "lpips_inversion": world[2] if world else None, "slopes": slopes}
-                results.append(result)
-                rows.append(result)
+                scored = _against_world(meter, sweeper, world, vector, target, p.span) if world else (None,) * 3
+                rows.append({"method": method, "factor": target, "index": None if method == "interfacegan" else i,
+                             "slope": slopes[target], "slope_normalised": normalised[target],
+                             "leakage": _leakage(normalised, target), "csim_mien": csim,
+                             "lpips_to_world": scored[0], "nme_to_world": scored[1], "lpips_inversion": scored[2],
+                             "slopes": slopes})
                 grid.append(per_face[0])
                 advance()
             save_grid(torch.cat(grid), out / "grids" / f"{method}.png", nrow=p.steps, scale=2,
-                      labels=[f"{t} {a:+.1f}" if j == 0 or j == p.steps - 1 else "" for t in TARGETS
+                      labels=[f"{t} {a:+.1f}" if j in (0, p.steps - 1) else "" for t in TARGETS
                               for j, a in enumerate(alphas.tolist())])
-    text = _markdown(rows, meter, p, ckpt, invertible, time.time() - start)
+    text = _markdown(rows, meter, p, ckpt, world is not None, time.time() - start)
     atomic_write_text(out / "results.json", json.dumps({"checkpoint": str(ckpt), "preset": preset, "seed": seed,
-                                                        "probe_r2": meter.probe_r2_, "rows": results}, indent=2))
+                                                        "probe_r2": meter.probe_r2_, "rows": rows}, indent=2))
     path = out / "gan-directions.md"
     atomic_write_text(path, text)
     return path
