@@ -209,6 +209,13 @@ def test_cli_fit_and_edit_write_their_files(gan, tmp_path, capsys):
         width, height = Image.open(grid).size
         assert width == 4 * 64 + 5 * 2 and height > 3 * 64  # columns = strengths, rows = faces (scale 2)
     assert Direction.load(tmp_path / "sefa.safetensors").layers == [0, 1, 2, 3]
+    yaw = Direction.load(tmp_path / "interfacegan.safetensors")
+    code, err = _cli(capsys, "directions", "fit", gan, "--method", "interfacegan", "--factor", "glasses",
+                     "--n", "200", "--ratio", "0.1", "--condition", tmp_path / "interfacegan.safetensors",
+                     "--out", tmp_path / "c.safetensors")
+    assert code == 0, err
+    glasses = Direction.load(tmp_path / "c.safetensors")
+    assert abs(float(glasses.vectors[0] @ yaw.vectors[0])) < 1e-5 and glasses.provenance["conditions"] == 1
 
 
 def test_cli_bad_inputs_exit_2_with_one_line(gan, tmp_path, capsys):

@@ -24,6 +24,8 @@ def fit(ckpt: Path = typer.Argument(..., help="GAN checkpoint folder."),
         k: int = typer.Option(5, help="Components (GANSpace, SeFa)."),
         space: str = typer.Option("w", help="InterFaceGAN: the code space z, w, w+ or s."),
         ratio: float = typer.Option(0.02, help="InterFaceGAN: fraction of the most extreme faces kept on each side."),
+        condition: list[Path] = typer.Option(None, help="InterFaceGAN: a direction file to stay orthogonal to "
+                                                        "(conditional editing; repeat for several)."),
         seed: int = typer.Option(0, help="Random seed."),
         out: Path = typer.Option(Path("direction.safetensors"), help="The direction file to write (.safetensors).")):
     """Fit a latent direction of a GAN and save it as one .safetensors file."""
@@ -49,9 +51,11 @@ def fit(ckpt: Path = typer.Argument(..., help="GAN checkpoint folder."),
                 raise ConfigError(f"--space {space!r}: choose one of {', '.join(gd.CODE_SPACES)}")
             if chosen is not None and space != "w":
                 raise ConfigError("--layers applies to w directions; drop it or use --space w")
+            others = [_condition(path, space, model) for path in condition or []]
             meter = _meter(model, factor)
             with _bar(f"generating and scoring {n} faces", n) as advance:
-                estimator = gd.fit_interfacegan(model, meter, factor, n, space, ratio, chosen, seed, advance)
+                estimator = gd.fit_interfacegan(model, meter, factor, n, space, ratio, chosen, seed, advance,
+                                                others or None)
         elif method == "ganspace":
             w = gd.sample_codes(model, n, torch.Generator().manual_seed(seed))["w"]
             estimator = gd.GANSpace(k, chosen, num_ws, data=f"{n} sampled w", seed=seed).fit(w)
@@ -82,6 +86,19 @@ def _load(ckpt: Path):
     import mien
 
     return mien.load(ckpt)
+
+
+def _condition(path: Path, space: str, model):
+    """A direction to project out, checked against the space being fitted."""
+    from mien.control.direction import Direction
+    from mien.errors import ConfigError
+
+    d = Direction.load(path)
+    shape = tuple(model.latent_spaces()[space])
+    if d.space != space or d.shape != shape:
+        raise ConfigError(f"--condition {path} is a {d.space} direction of shape {d.shape}; this fit needs "
+                          f"{space} of shape {shape}")
+    return d
 
 
 def _meter(model, factor: str):

@@ -117,7 +117,7 @@ def _candidates(method: str, model, pool: dict, preset: Preset, meter, seed: int
             out[t] = (est.direction_.vectors, 0, None)
         return out
     if method == "ganspace":
-        est = gd.GANSpace(preset.k, num_ws=model.config.num_ws, seed=seed).fit(pool["w"])
+        est = gd.GANSpace(min(preset.k, model.config.w_dim), num_ws=model.config.num_ws, seed=seed).fit(pool["w"])
     else:
         est = gd.SeFa(min(preset.k, model.config.w_dim)).fit(model)
     return {t: (est.direction_.vectors, None, None) for t in TARGETS}
