@@ -215,6 +215,9 @@ def test_cli_fit_and_edit_write_their_files(gan, tmp_path, capsys):
                      "--out", tmp_path / "c.safetensors")
     assert code == 0, err
     glasses = Direction.load(tmp_path / "c.safetensors")
+    code, err = _cli(capsys, "directions", "fit", gan, "--method", "interfacegan", "--factor", "yaw", "--n", "100",
+                     "--threshold", "0", "--out", tmp_path / "t.safetensors")
+    assert code == 0 and Direction.load(tmp_path / "t.safetensors").provenance["n_selected"] == 100, err
     assert abs(float(glasses.vectors[0] @ yaw.vectors[0])) < 1e-5 and glasses.provenance["conditions"] == 1
 
 

@@ -24,6 +24,8 @@ def fit(ckpt: Path = typer.Argument(..., help="GAN checkpoint folder."),
         k: int = typer.Option(5, help="Components (GANSpace, SeFa)."),
         space: str = typer.Option("w", help="InterFaceGAN: the code space z, w, w+ or s."),
         ratio: float = typer.Option(0.02, help="InterFaceGAN: fraction of the most extreme faces kept on each side."),
+        threshold: float = typer.Option(None, help="InterFaceGAN: label every face score > threshold instead "
+                                                   "of keeping the extremes."),
         condition: list[Path] = typer.Option(None, help="InterFaceGAN: a direction file to stay orthogonal to "
                                                         "(conditional editing; repeat for several)."),
         seed: int = typer.Option(0, help="Random seed."),
@@ -55,7 +57,7 @@ def fit(ckpt: Path = typer.Argument(..., help="GAN checkpoint folder."),
             meter = _meter(model, factor)
             with _bar(f"generating and scoring {n} faces", n) as advance:
                 estimator = gd.fit_interfacegan(model, meter, factor, n, space, ratio, chosen, seed, advance,
-                                                others or None)
+                                                others or None, threshold)
         elif method == "ganspace":
             w = gd.sample_codes(model, n, torch.Generator().manual_seed(seed))["w"]
             estimator = gd.GANSpace(k, chosen, num_ws, data=f"{n} sampled w", seed=seed).fit(w)

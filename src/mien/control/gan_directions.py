@@ -356,14 +356,15 @@ def _r2(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def fit_interfacegan(model, meter: FactorMeter, factor: str, n: int = 2000, space: str = "w", ratio: float = 0.02,
-                     layers: list[int] | None = None, seed: int = 0, on_batch=None, conditions=None) -> InterFaceGAN:
+                     layers: list[int] | None = None, seed: int = 0, on_batch=None, conditions=None,
+                     threshold: float | None = None) -> InterFaceGAN:
     """InterFaceGAN on ``n`` generated faces scored by the evaluator for ``factor`` (Shen et al.
     2020's recipe: sample, score with a classifier, keep the extremes, fit the SVM), orthogonal to
-    ``conditions`` when given."""
+    ``conditions`` when given; with ``threshold``, every face labelled score > threshold instead."""
     meter.check(factor)
     drawn = sample_codes(model, n, torch.Generator().manual_seed(seed), images=True, on_batch=on_batch)
     scores = meter(drawn["image"])[factor]
-    estimator = InterFaceGAN(space, ratio=ratio, conditions=conditions, layers=layers, num_ws=model.config.num_ws,
+    estimator = InterFaceGAN(space, ratio=ratio, threshold=threshold, conditions=conditions, layers=layers, num_ws=model.config.num_ws,
                              factor=factor, data=f"{n} generated faces scored by the evaluator", seed=seed)
     return estimator.fit(drawn[space], scores)
 
