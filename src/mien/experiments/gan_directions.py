@@ -36,6 +36,7 @@ MEASURED = ("yaw", "pitch", "roll", "intensity", "happy", "sex", "glasses", "bea
             "light_azimuth")
 SAME_FACTOR = {"happy": ("intensity",)}  # measured factors that are the target itself, not leakage
 METHODS = ("interfacegan", "ganspace", "sefa")
+RELIABLE_R2 = 0.5  # a probe below this held-out R^2 does not measure its factor
 
 
 @dataclass
@@ -278,8 +279,9 @@ def _markdown(rows, meter, p: Preset, ckpt, invertible: bool, seconds: float) ->
              f"strengths in [-{p.span}, {p.span}] (units: std of sampled w along the direction); "
              f"GANSpace/SeFa components searched: the first {p.k} (0-based index shown).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    weak = {k for k, v in meter.probe_r2_.items() if v < RELIABLE_R2}
     for r in rows:
-        lines.append("| " + " | ".join([r["method"], r["factor"], "-" if r["index"] is None else str(r["index"]),
+        lines.append("| " + " | ".join([r["method"], r["factor"] + (" (unmeasured)" if r["factor"] in weak else ""), "-" if r["index"] is None else str(r["index"]),
                                          _fmt(r["slope"]), _fmt(r["slope_normalised"]), _fmt(r["leakage"]),
                                          _fmt(r["csim_mien"]), _fmt(r["lpips_to_world"]),
                                          _fmt(r["nme_to_world"])]) + " |")
@@ -289,7 +291,9 @@ def _markdown(rows, meter, p: Preset, ckpt, invertible: bool, seconds: float) ->
               "the std of the factor over world faces as the evaluator measures them. Leakage: mean normalised "
               f"|slope| of the other measured factors ({', '.join(MEASURED)}) over the target's "
               "(0 = only the target moves).",
-              f"Factors without an evaluator head are read by ridge probes on its features (held-out R^2: {probes}).",
+              f"Factors without an evaluator head are read by ridge probes on its features (held-out R^2: {probes}); "
+              f"a probe below R^2 {RELIABLE_R2} cannot read its factor at this image size, so its rows (marked "
+              "unmeasured) and its share of the leakage measure noise.",
               "World columns: world faces inverted into W+, edited at +span, against the world's exact re-render "
               "with the target changed by the change the evaluator measures on the edit."
               if invertible else "World columns: n/a - this build has no GAN inversion into W+ "
