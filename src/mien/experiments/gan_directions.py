@@ -103,8 +103,10 @@ def _normalised(slopes: dict, spread: dict) -> dict:
     return {k: v / spread[k] for k, v in slopes.items()}
 
 
-def _leakage(normalised: dict, target: str) -> float:
-    others = [abs(v) for k, v in normalised.items() if k != target and k not in SAME_FACTOR.get(target, ())]
+def _leakage(normalised: dict, target: str, unmeasured=()) -> float:
+    """Mean normalised |slope| of the other measured factors over the target's."""
+    skip = {target, *SAME_FACTOR.get(target, ()), *unmeasured}
+    others = [abs(v) for k, v in normalised.items() if k not in skip]
     return sum(others) / len(others) / max(abs(normalised[target]), 1e-12)
 
 
@@ -215,6 +217,7 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = 
     gen = torch.Generator().manual_seed(seed)
     pool = gd.sample_codes(model, p.n_fit, gen, images=True)
     spread = meter.world_spread_
+    unmeasured = {k for k, v in meter.probe_r2_.items() if v < RELIABLE_R2}
     faces = gd.sample_codes(model, p.m, gen)
     alphas = torch.linspace(-p.span, p.span, p.steps)
     sweeper = _Sweeper(model, meter, faces["w+"], model.noise_maps(p.m, gen), pool["w"], alphas)
@@ -233,7 +236,7 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = 
                 scored = _against_world(meter, sweeper, world, vector, target, p.span) if world else (None,) * 3
                 rows.append({"method": method, "factor": target, "index": None if method == "interfacegan" else i,
                              "slope": slopes[target], "slope_normalised": normalised[target],
-                             "leakage": _leakage(normalised, target), "csim_mien": csim,
+                             "leakage": _leakage(normalised, target, unmeasured), "csim_mien": csim,
                              "lpips_to_world": scored[0], "nme_to_world": scored[1], "lpips_inversion": scored[2],
                              "slopes": slopes})
                 grid.append(per_face[0])
@@ -293,7 +296,7 @@ def _markdown(rows, meter, p: Preset, ckpt, invertible: bool, seconds: float) ->
               "(0 = only the target moves).",
               f"Factors without an evaluator head are read by ridge probes on its features (held-out R^2: {probes}); "
               f"a probe below R^2 {RELIABLE_R2} cannot read its factor at this image size, so its rows (marked "
-              "unmeasured) and its share of the leakage measure noise.",
+              "unmeasured) measure noise and it is left out of the leakage.",
               "World columns: world faces inverted into W+, edited at +span, against the world's exact re-render "
               "with the target changed by the change the evaluator measures on the edit."
               if invertible else "World columns: n/a - this build has no GAN inversion into W+ "
