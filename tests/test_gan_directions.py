@@ -302,7 +302,8 @@ def test_reproduce_scores_edits_against_the_world_when_an_inversion_exists(gan, 
     monkeypatch.setitem(INVERSIONS, "w+", mean_face)
     monkeypatch.setattr(exp, "TARGETS", ("yaw", "glasses", "happy"))
     monkeypatch.setattr(exp, "METHODS", ("sefa",))
-    exp.reproduce(gan, tmp_path / "out", "tiny", progress=False)
+    text = exp.reproduce(gan, tmp_path / "out", "tiny", progress=False, layers="0-3").read_text()
+    assert "W+ layers moved: [0, 1, 2, 3]" in text and "Inversion alone" in text
     for r in json.loads((tmp_path / "out" / "results.json").read_text())["rows"]:
         assert 0 <= r["lpips_to_world"] and 0 <= r["nme_to_world"] and 0 <= r["lpips_inversion"]
 

@@ -110,20 +110,20 @@ def _leakage(normalised: dict, target: str, unmeasured=()) -> float:
     return sum(others) / len(others) / max(abs(normalised[target]), 1e-12)
 
 
-def _candidates(method: str, model, pool: dict, preset: Preset, meter, seed: int) -> dict:
-    """target -> (k x w_dim vectors to choose from, fixed index or None, layers)."""
+def _candidates(method: str, model, pool: dict, preset: Preset, meter, seed: int, layers) -> dict:
+    """target -> (k x w_dim vectors to choose from, fixed index or None, the W+ layers they move)."""
     if method == "interfacegan":
         scores = meter(pool["image"])
         out = {}
         for t in TARGETS:
             est = gd.InterFaceGAN("w", ratio=preset.ratio, factor=t, seed=seed).fit(pool["w"], scores[t])
-            out[t] = (est.direction_.vectors, 0, None)
+            out[t] = (est.direction_.vectors, 0, layers)
         return out
     if method == "ganspace":
         est = gd.GANSpace(min(preset.k, model.config.w_dim), num_ws=model.config.num_ws, seed=seed).fit(pool["w"])
     else:
-        est = gd.SeFa(min(preset.k, model.config.w_dim)).fit(model)
-    return {t: (est.direction_.vectors, None, None) for t in TARGETS}
+        est = gd.SeFa(min(preset.k, model.config.w_dim), layers).fit(model)
+    return {t: (est.direction_.vectors, None, layers) for t in TARGETS}
 
 
 def _choose(sweeper, vectors, index, layers, target, spread, cache) -> tuple[int, torch.Tensor, dict, torch.Tensor]:
@@ -198,8 +198,10 @@ def _against_world(meter, sweeper, world: dict, vector, target: str, span: float
             lpips_mien(recon, images, meter.evaluator))
 
 
-def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = True) -> Path:
-    """Run the study on ``ckpt``; write ``gan-directions.md``, ``results.json`` and ``grids/`` under ``out``."""
+def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = True,
+              layers: str | None = None) -> Path:
+    """Run the study on ``ckpt``; write ``gan-directions.md``, ``results.json`` and ``grids/`` under
+    ``out``. ``layers`` (e.g. '0-3'): the W+ inputs every direction moves (SeFa: factorises), default all."""
     import mien
     from mien.control.invert import INVERSIONS
     from mien.evaluator import evaluator_for
@@ -212,6 +214,7 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = 
     ckpt = Path(ckpt) if ckpt is not None else default_checkpoint()
     model = mien.load(ckpt)
     check_space(model, "w")
+    chosen = gd.parse_layers(layers, model.config.num_ws)
     size = model.config.image_size
     meter = gd.FactorMeter(evaluator_for(size)).fit_probes(size, p.n_probe)
     gen = torch.Generator().manual_seed(seed)
@@ -225,7 +228,7 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = 
     rows = []
     with _progress(progress, len(METHODS) * len(TARGETS)) as advance:
         for method in METHODS:
-            candidates, cache, grid = _candidates(method, model, pool, p, meter, seed), {}, []
+            candidates, cache, grid = _candidates(method, model, pool, p, meter, seed, chosen), {}, []
             for target in TARGETS:
                 vectors, index, layers = candidates[target]
                 i, vector, slopes, per_face = _choose(sweeper, vectors, index, layers, target, spread, cache)
@@ -244,7 +247,7 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = 
             save_grid(torch.cat(grid), out / "grids" / f"{method}.png", nrow=p.steps, scale=2,
                       labels=[f"{t} {a:+.1f}" if j in (0, p.steps - 1) else "" for t in TARGETS
                               for j, a in enumerate(alphas.tolist())])
-    text = _markdown(rows, meter, p, ckpt, world is not None, time.time() - start)
+    text = _markdown(rows, meter, p, ckpt, world is not None, time.time() - start, chosen)
     atomic_write_text(out / "results.json", json.dumps({"checkpoint": str(ckpt), "preset": preset, "seed": seed,
                                                         "probe_r2": meter.probe_r2_, "rows": rows}, indent=2))
     path = out / "gan-directions.md"
@@ -274,17 +277,19 @@ def _fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}"
 
 
-def _markdown(rows, meter, p: Preset, ckpt, invertible: bool, seconds: float) -> str:
+def _markdown(rows, meter, p: Preset, ckpt, invertible: bool, seconds: float, layers) -> str:
     header = ["method", "factor", "component", "slope / unit", "slope (norm.)", "leakage", "csim_mien",
               "lpips_mien to world", "NME to world"]
     lines = ["## GAN directions checked against the world", "",
              f"Checkpoint `{ckpt}`; {p.n_fit} generated faces to fit on, {p.m} faces moved over {p.steps} "
              f"strengths in [-{p.span}, {p.span}] (units: std of sampled w along the direction); "
-             f"GANSpace/SeFa components searched: the first {p.k} (0-based index shown).", "",
+             f"GANSpace/SeFa components searched: the first {p.k} (0-based index shown); W+ layers moved: "
+             f"{'all' if layers is None else layers}.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     weak = {k for k, v in meter.probe_r2_.items() if v < RELIABLE_R2}
     for r in rows:
-        lines.append("| " + " | ".join([r["method"], r["factor"] + (" (unmeasured)" if r["factor"] in weak else ""), "-" if r["index"] is None else str(r["index"]),
+        factor = r["factor"] + (" (unmeasured)" if r["factor"] in weak else "")
+        lines.append("| " + " | ".join([r["method"], factor, "-" if r["index"] is None else str(r["index"]),
                                          _fmt(r["slope"]), _fmt(r["slope_normalised"]), _fmt(r["leakage"]),
                                          _fmt(r["csim_mien"]), _fmt(r["lpips_to_world"]),
                                          _fmt(r["nme_to_world"])]) + " |")
