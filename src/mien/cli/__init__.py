@@ -7,7 +7,7 @@ import sys
 import typer
 
 from mien import __version__
-from mien.cli import data, demo, eval, evaluator, expr4d, inspect, invert, reproduce, train, zoo
+from mien.cli import data, demo, directions, eval, evaluator, expr4d, inspect, invert, reproduce, train, zoo
 from mien.errors import MienError
 
 app = typer.Typer(name="mien", help="Controllable deep generative models of faces and facial expressions.",
@@ -18,10 +18,11 @@ app.add_typer(evaluator.app, name="evaluator")
 app.add_typer(zoo.app, name="zoo")
 app.add_typer(expr4d.app, name="expr4d")
 app.add_typer(reproduce.app, name="reproduce")
+app.add_typer(directions.app, name="directions")
 app.command("demo")(demo.demo)
 app.command("train")(train.train)
 app.command("invert")(invert.invert)
-for verb in (inspect.sample, inspect.reconstruct, inspect.traverse, inspect.interpolate, inspect.edit):
+for verb in (inspect.sample, inspect.reconstruct, inspect.traverse, inspect.interpolate, directions.edit):
     app.command(verb.__name__)(verb)
 
 

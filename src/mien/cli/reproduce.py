@@ -28,3 +28,20 @@ def zou_ch3(
                      progress)
     typer.echo(path.read_text())
     typer.echo(f"written to {path}")
+
+
+@app.command("gan-directions")
+def gan_directions(
+    ckpt: Path = typer.Option(None, "--ckpt", help="GAN checkpoint folder (default: the zoo GAN)."),
+    preset: str = typer.Option("small", help="tiny (seconds, tests) or small."),
+    out: Path = typer.Option(Path("out/gan-directions"), help="Output folder (the .md table, results.json, grids/)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    layers: str = typer.Option(None, help="W+ layers every direction moves, e.g. 0-3 (default: all)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+):
+    """InterFaceGAN, GANSpace and SeFa directions scored by the evaluator and against the world's re-renders."""
+    from mien.experiments.gan_directions import reproduce
+
+    path = reproduce(ckpt, out, preset, seed, progress, layers)
+    typer.echo(path.read_text())
+    typer.echo(f"written to {path}")

@@ -6,7 +6,8 @@ A direction lives in a named space of :meth:`latent_spaces` (``z``: VAE-family c
 a GAN's W, W+ and StyleSpace, Haas Ch. 2.3). A ``w`` direction may carry ``layers``, the W+ inputs
 it moves. ``vectors`` holds k directions, each of the space's shape, or for ``h`` one
 offset per timestep (k x len(timesteps) x C x h x w). It is saved as ``vectors.safetensors`` plus
-``direction.json``; loading never unpickles.
+``direction.json`` (or as one ``.safetensors`` file, direction.json in its metadata); loading never
+unpickles.
 """
 
 from __future__ import annotations
@@ -57,43 +58,70 @@ class Direction:
         return tuple(self.vectors.shape[1 if self.timesteps is None else 2:])
 
     def save(self, folder) -> Path:
-        """Write ``vectors.safetensors`` then ``direction.json`` into ``folder``, each atomically."""
-        folder = ensure_writable_dir(folder)
+        """Write ``vectors.safetensors`` then ``direction.json`` into ``folder``, each atomically; a
+        path ending in ``.safetensors`` is written as one file, direction.json in its metadata."""
         meta = {"format": FORMAT, **{k: getattr(self, k) for k in FIELDS}}
         try:
             text = json.dumps(meta, indent=2)
         except TypeError as e:
             raise ConfigError(f"the direction's provenance must hold JSON values only ({e})") from None
+        if str(folder).endswith(".safetensors"):
+            path = Path(folder)
+            ensure_writable_dir(path.parent)
+            atomic_write_bytes(path, save_tensors({"vectors": self.vectors.contiguous()}, {"direction.json": text}))
+            return path
+        folder = ensure_writable_dir(folder)
         atomic_write_bytes(folder / "vectors.safetensors", save_tensors({"vectors": self.vectors.contiguous()}))
         atomic_write_text(folder / "direction.json", text)
         return folder
 
     @classmethod
     def load(cls, folder) -> "Direction":
-        """Read a folder written by :meth:`save`; a missing, corrupt or foreign file is a DataError."""
+        """Read a folder (or one ``.safetensors`` file) written by :meth:`save`; a missing, corrupt or
+        foreign file is a DataError."""
         folder = Path(folder)
         again = "write it again with Direction.save"
+        single = folder.suffix == ".safetensors"
+        meta_name, blob_name = ((folder, folder) if single
+                                else (folder / "direction.json", folder / "vectors.safetensors"))
         try:
-            meta = json.loads((folder / "direction.json").read_text(encoding="utf-8"))
-            blob = (folder / "vectors.safetensors").read_bytes()
+            blob = blob_name.read_bytes()
+            meta = json.loads(_header_metadata(blob).get("direction.json", "null") if single
+                              else meta_name.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
-            raise DataError(f"{e.filename} does not exist; pass a folder written by Direction.save") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise DataError(f"{folder / 'direction.json'} is not readable JSON (corrupt); {again}") from None
+            raise DataError(f"{e.filename} does not exist; pass a folder or .safetensors file written by "
+                            "Direction.save") from None
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise DataError(f"{meta_name} {'has no readable header' if single else 'is not readable JSON'} "
+                            f"(corrupt); {again}") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise DataError(f"{folder / 'direction.json'} is not a mien direction ({FORMAT}); {again}")
+            raise DataError(f"{meta_name} is not a mien direction ({FORMAT}); {again}")
         bad = [k for k, kind in FIELDS.items() if not isinstance(meta.get(k), kind)
                or (isinstance(meta.get(k), list) and not all(type(i) is int for i in meta[k]))]
         if bad:
-            raise DataError(f"{folder / 'direction.json'} has a missing or malformed field {bad[0]!r}; {again}")
+            raise DataError(f"{meta_name} has a missing or malformed field {bad[0]!r}; {again}")
         try:
             vectors = load_tensors(blob)["vectors"]
         except Exception:  # noqa: BLE001 (any parse failure of an untrusted file is a corrupt file)
-            raise DataError(f"{folder / 'vectors.safetensors'} is corrupt or holds no 'vectors'; {again}") from None
+            raise DataError(f"{blob_name} is corrupt or holds no 'vectors'; {again}") from None
         try:
             return cls(vectors=vectors, **{k: meta[k] for k in FIELDS})
         except ConfigError as e:
             raise DataError(f"{folder} is inconsistent: {e}; {again}") from None
+
+
+def _header_metadata(blob: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors file's JSON header (a ValueError when malformed)."""
+    if len(blob) < 8:
+        raise ValueError("too short for a safetensors header")
+    size = int.from_bytes(blob[:8], "little")
+    if size > len(blob) - 8:
+        raise ValueError("header longer than the file")
+    header = json.loads(blob[8:8 + size].decode("utf-8"))
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise ValueError("no metadata")
+    return meta
 
 
 def check_space(model, space: str) -> tuple[int, ...]:
