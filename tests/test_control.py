@@ -220,6 +220,8 @@ def test_invert_to_z_is_the_posterior_mean(vae):
     x = images(3, size=32)
     assert torch.equal(invert(vae, x, "z"), vae.posterior(x)[0])
     with pytest.raises(ConfigError, match="choose one of z, x_t0"):
+        invert(vae, x, "h")
+    with pytest.raises(ConfigError, match="not a GAN"):
         invert(vae, x, "w")
     with pytest.raises(ConfigError, match="cannot edit"):
         edit(vae, x, 0, 1)

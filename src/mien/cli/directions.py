@@ -130,7 +130,7 @@ def strengths(text: str, steps: int) -> torch.Tensor:
     return torch.linspace(lo, hi, steps)
 
 
-def _codes(model, direction, image: Path | None, n: int, seed: int) -> tuple[torch.Tensor, list | None]:
+def _codes(model, direction, image: Path | None, n: int, seed: int, align: bool = True) -> tuple[torch.Tensor, list | None]:
     """Codes in the direction's space (and a GAN's fixed noise maps): of the image, else generated."""
     from mien.cli.inspect import _image_file
     from mien.control.invert import INVERSIONS, invert
@@ -144,7 +144,7 @@ def _codes(model, direction, image: Path | None, n: int, seed: int) -> tuple[tor
             return torch.randn(n, *model.latent_spaces()[space], generator=gen), None
         drawn = sample_codes(model, n, gen)  # a w direction moves W+ codes (its layer range)
         return drawn["w+" if space == "w" else space], model.noise_maps(n, gen)
-    x = _image_file(image, model.config.image_size)
+    x = _image_file(image, model.config.image_size, align)
     if not gan:
         return invert(model, x, space), None
     if "w+" not in INVERSIONS:
@@ -158,7 +158,7 @@ def _codes(model, direction, image: Path | None, n: int, seed: int) -> tuple[tor
 
 
 def direction_edit(ckpt: Path, direction: Path, strength: str, steps: int, image: Path | None, n: int,
-                   component: int, seed: int, out: Path) -> Path:
+                   component: int, seed: int, out: Path, align: bool = True) -> Path:
     """Rows = faces, columns = strengths along one vector of the direction."""
     from mien.control.direction import Direction, traverse
     from mien.errors import ConfigError
@@ -173,7 +173,7 @@ def direction_edit(ckpt: Path, direction: Path, strength: str, steps: int, image
     model = _load(ckpt)
     one = Direction(d.space, d.vectors[component:component + 1], d.layers, d.timesteps, d.sign, d.provenance)
     with torch.no_grad():
-        codes, noise = _codes(model, one, image, n, seed)
+        codes, noise = _codes(model, one, image, n, seed, align)
         options = {} if noise is None or one.space == "z" else {
             "noise": [m.repeat_interleave(len(alphas), 0) for m in noise]}
         images = traverse(model, codes, one, alphas, **options)
@@ -188,6 +188,7 @@ def edit(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
          n: int = typer.Option(4, help="Direction edit: generated faces (rows) when no --image is given."),
          component: int = typer.Option(0, help="Direction edit: which vector of a k-vector direction."),
          image: Path = typer.Option(None, help="Image file to edit (default: generated faces / a world face)."),
+         align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
          index: int = typer.Option(0, help="Diffusion edit: world face to edit when no --image is given."),
          source: str = typer.Option("neutral", "--from", help="Diffusion edit: class of the input."),
          target: str = typer.Option(None, "--to", help="Diffusion edit: class to move to, or 'all'."),
@@ -205,10 +206,10 @@ def edit(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
         if target is not None:
             raise ConfigError("--direction and --to are two different edits; give one of them")
         path = direction_edit(ckpt, direction, strength, 7 if steps is None else steps, image, n, component,
-                              0 if seed is None else seed, out)
+                              0 if seed is None else seed, out, align)
         typer.echo(f"wrote {path}")
         return
     if target is None:
         raise ConfigError("give --direction FILE (a latent direction edit) or --to CLASS (a diffusion emotion edit)")
-    inspect.edit(ckpt, image=image, index=index, source=source, target=target, t0=t0, guidance=guidance,
+    inspect.edit(ckpt, image=image, align=align, index=index, source=source, target=target, t0=t0, guidance=guidance,
                  steps=40 if steps is None else steps, seed=12345 if seed is None else seed, out=out)
