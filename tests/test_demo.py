@@ -14,7 +14,7 @@ STAGES = ("world", "vae", "tcvae", "arvae", "vqvae", "diffusion", "edits", "gan"
 
 
 def _tiny(out):
-    return DemoConfig(out=out, preset="tiny", n_codes=200, per_class=8, n_edits=2, steps=5, n_gan=64, progress=False,
+    return DemoConfig(out=out, preset="tiny", n_codes=200, per_class=8, n_edits=2, steps=5, n_gan=64, invert_steps=5, progress=False,
                       edit_sweep=((300, 500), (4.0,)))
 
 
@@ -62,7 +62,7 @@ def test_report_shows_every_picture_and_the_run(demo):
     out, page = demo
     text = page.read_text()
     pictures = re.findall(r'<img src="([^"]+)"', text)
-    assert len(pictures) == 2 + 3 * 5 + 2 + 2 + 1 + 3
+    assert len(pictures) == 2 + 3 * 5 + 2 + 2 + 1 + 3 + 4
     assert text.count("<table>") == 7
     assert all((out / p).is_file() for p in pictures)
     assert "preset tiny" in text and "seed 0" in text and "z0 intensity" not in text  # labels live in the PNGs

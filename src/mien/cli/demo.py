@@ -23,5 +23,5 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="Output folder (index.h
     cfg = DemoConfig(out=out, preset=preset, seed=seed, train_from_scratch=train_from_scratch, progress=progress)
     if preset == "tiny":
         cfg.n_codes, cfg.per_class, cfg.n_edits, cfg.steps, cfg.edit_sweep = 200, 8, 2, 10, ((500,), (1.0, 4.0))
-        cfg.n_gan = 64
+        cfg.n_gan, cfg.invert_steps = 64, 5
     typer.echo(f"wrote {run_demo(cfg)}")

@@ -46,7 +46,8 @@ class DemoConfig:
     guidance: float = 4.0
     edit_sweep: tuple = ((400, 500, 600), (1.0, 3.0, 5.0))  # t0 values x guidance scales (Table 4.2)
     steps: int = 25
-    n_gan: int = 500  # GAN samples and world faces for fid_mien, precision and recall
+    n_gan: int = 500  # GAN samples and world faces for fid_mien, precision and recall (x2: InterFaceGAN's)
+    invert_steps: int = 200  # optimisation steps of the GAN inversions
     progress: bool = True
 
     def __post_init__(self):
@@ -341,8 +342,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     results["vqvae"] = _stage(cfg, "vqvae", lambda f: vqvae_stage(cfg, model_folder(cfg, "vqvae"), f), ("vqvae",))
     results["diffusion"] = _stage(cfg, "diffusion", lambda f: diffusion_stage(cfg, _ldm(cfg), f), ("ldm",))
     results["edits"] = _stage(cfg, "edits", lambda f: edit_stage(cfg, _ldm(cfg), f), ("ldm",))
-    results["gan"] = _stage(cfg, "gan", lambda f: gan_stage(model_folder(cfg, "stylegan"), f, cfg.seed,
-                                                            cfg.n_gan), ("stylegan",))
+    results["gan"] = _stage(cfg, "gan", lambda f: gan_stage(model_folder(cfg, "stylegan"), f, cfg.seed, cfg.n_gan,
+                                                            cfg.n_gan * 2, cfg.invert_steps), ("stylegan",))
     run = (f"preset {cfg.preset} · seed {cfg.seed} · "
            f"{'trained from scratch' if cfg.train_from_scratch or cfg.preset == 'tiny' else 'zoo checkpoints'}")
     return write_report(cfg.out, results, time.perf_counter() - start, LABELS, VAES, cfg.n_codes, run)

@@ -1,6 +1,8 @@
 """The demo's GAN stage (issue 15, item 9): samples, a truncation sweep, a style-mixing grid, one
-direction grid per method and inversions of world faces for the StyleGAN of the zoo (or the
-``stylegan/tiny`` preset), with fid_mien, precision and recall against world faces."""
+direction grid per method (InterFaceGAN on yaw, the first GANSpace component, the first SeFa
+eigenvector of the coarse layers) and optimisation inversions of world faces for the StyleGAN of
+the zoo (or the ``stylegan/tiny`` preset), with fid_mien, precision and recall against world
+faces."""
 
 from __future__ import annotations
 
@@ -40,9 +42,53 @@ def style_mixing(model, z_rows: torch.Tensor, z_cols: torch.Tensor, cut: int) ->
     return torch.cat(rows)
 
 
+STRENGTHS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+def direction_grids(model, ev, folder: Path, seed: int, n: int) -> list[tuple[str, str]]:
+    """One grid per method (rows: 4 generated faces; columns: :data:`STRENGTHS` in units of the std
+    of sampled w along the direction); InterFaceGAN from ``n`` faces scored for yaw."""
+    from mien.control.direction import Direction, traverse
+    from mien.control.gan_directions import SeFa, FactorMeter, GANSpace, fit_interfacegan, sample_codes
+
+    g = torch.Generator().manual_seed(seed + 99)
+    pool = sample_codes(model, max(n, 64), g)
+    coarse = list(range(max(1, model.config.num_ws // 2)))
+    found = {"interfacegan": (fit_interfacegan(model, FactorMeter(ev), "yaw", n=n, seed=seed).direction_,
+                              "InterFaceGAN: yaw (SVM on evaluator-scored faces)"),
+             "ganspace": (GANSpace(k=1).fit(pool["w"]).direction_, "GANSpace: first principal component of W"),
+             "sefa": (SeFa(k=1, layers=coarse).fit(model).direction_,
+                      f"SeFa: first eigenvector of W+ layers 0-{coarse[-1]}")}
+    faces = sample_codes(model, 4, g)["w+"]
+    noise = [m.expand(4 * len(STRENGTHS), -1, -1, -1) for m in model.noise_maps(1, g)]
+    pictures = []
+    for name, (direction, what) in found.items():
+        v = direction.vectors[:1]
+        spread = float((pool["w"] @ (v[0] / v[0].norm())).std())
+        unit = Direction("w", v / v.norm() * spread, direction.layers, provenance=direction.provenance)
+        images = traverse(model, faces, unit, list(STRENGTHS), noise=noise)
+        _grid(images, folder / f"direction_{name}.png", nrow=len(STRENGTHS),
+              labels=[f"{a:+g} sd" for a in STRENGTHS] + [""] * (3 * len(STRENGTHS)))
+        pictures.append((f"direction_{name}.png", f"{what}; columns -3 to +3 std of sampled w along it"))
+    return pictures
+
+
+def inversions(model, ckpt: Path, folder: Path, seed: int, steps: int) -> dict:
+    """Optimisation inversion of 8 world faces into W+ (Haas Eq. 2.20): input row over reconstructions."""
+    from mien.control.gan_invert import optimise
+
+    x = training_world(ckpt, 8, seed + 5151).batch(range(8))["image"]
+    with torch.enable_grad():
+        result = optimise(model, x, space="w+", steps=steps, generator=torch.Generator().manual_seed(seed))
+    _grid(torch.cat([x, result.images]), folder / "inversions.png", nrow=8)
+    return {"steps": steps, "lpips_mien": float(result.lpips.mean()), "mse": float(result.mse.mean())}
+
+
 @torch.no_grad()
-def gan_stage(ckpt: Path, folder: Path, seed: int = 0, n_fid: int = 500) -> dict:
-    """Pictures and numbers of the demo's GAN; ``n_fid`` generated and world faces for the scores."""
+def gan_stage(ckpt: Path, folder: Path, seed: int = 0, n_fid: int = 500, n_directions: int = 1000,
+              invert_steps: int = 200) -> dict:
+    """Pictures and numbers of the demo's GAN; ``n_fid`` generated and world faces for the scores,
+    ``n_directions`` scored faces for InterFaceGAN, ``invert_steps`` optimisation steps."""
     import mien
     from mien.evaluator import evaluator_for
     from mien.metrics import fid, pr
@@ -62,8 +108,12 @@ def gan_stage(ckpt: Path, folder: Path, seed: int = 0, n_fid: int = 500) -> dict
     ref = training_world(ckpt, n_fid, seed + 4242).batch(range(n_fid))["image"]
     fg, fr = fid.image_features(gen, ev), fid.image_features(ref, ev)
     scores = {"fid_mien": fid.fid_from_features(fg, fr), **pr.precision_recall(fg, fr)}
+    pictures = direction_grids(model, ev, folder, seed, n_directions)
+    inverted = inversions(model, ckpt, folder, seed, invert_steps)
+    pictures.append(("inversions.png", f"world faces (top) and their W+ optimisation inversions ({invert_steps} "
+                                       f"steps, lpips_mien {inverted['lpips_mien']:.3f})"))
     return {"model": model.model_name, "steps": read_meta(ckpt).get("steps"), "n": n_fid, "mixing_cut": cut,
-            "metrics": scores}
+            "metrics": scores, "inversion": inverted, "pictures": pictures}
 
 
 def chunks(n: int, size: int) -> list[int]:
