@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean figures zoo zou-ch3
+.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,18 @@ zou-ch3: install
 	for d in $(ZOU)/animations/*/; do mkdir -p docs/zou-ch3/animations/$$(basename $$d) && \
 	  cp $$d/trajectories.png $$d/sequence_000.gif docs/zou-ch3/animations/$$(basename $$d)/ || exit 1; done
 	cp $(ZOU)/zou-ch3.md docs/zou-ch3/
+
+# The zoo GAN (zoo/stylegan, the stylegan/small preset), scored and published. About 1 h on a 2-core
+# CPU without other load; the run resumes where it stopped.
+zoo-gan: install
+	$(BIN)/mien train src/mien/configs/zoo/stylegan.yaml --out $(RUNS)/zoo/stylegan --no-progress \
+	  $$( [ -f $(RUNS)/zoo/stylegan/state/last.ckpt ] && echo --resume )
+	$(BIN)/mien eval ckpt $(RUNS)/zoo/stylegan --metrics fid,kid,pr,ppl $(ZOO_METRICS) --out $(RUNS)/zoo/stylegan/eval.json
+	$(BIN)/mien zoo add $(RUNS)/zoo/stylegan --name stylegan --recipe zoo/stylegan --metrics $(RUNS)/zoo/stylegan/eval.json
+
+# Issue 15's direction table on the zoo GAN (docs/gan-directions): `make zoo-gan` first, or the shipped zoo.
+GAND ?= out/gan-directions
+gan-directions: install
+	$(BIN)/mien reproduce gan-directions --preset small --out $(GAND) --no-progress
+	mkdir -p docs/gan-directions && cp $(GAND)/gan-directions.md docs/gan-directions/ && \
+	  cp $(GAND)/grids/*.png docs/gan-directions/ 2>/dev/null || cp $(GAND)/*.png docs/gan-directions/
