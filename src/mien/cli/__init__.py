@@ -7,7 +7,7 @@ import sys
 import typer
 
 from mien import __version__
-from mien.cli import data, demo, eval, evaluator, expr4d, inspect, reproduce, train, zoo
+from mien.cli import data, demo, eval, evaluator, expr4d, inspect, reproduce, swap, train, zoo
 from mien.errors import MienError
 
 app = typer.Typer(name="mien", help="Controllable deep generative models of faces and facial expressions.",
@@ -20,6 +20,7 @@ app.add_typer(expr4d.app, name="expr4d")
 app.add_typer(reproduce.app, name="reproduce")
 app.command("demo")(demo.demo)
 app.command("train")(train.train)
+app.command("swap")(swap.swap)
 for verb in (inspect.sample, inspect.reconstruct, inspect.traverse, inspect.interpolate, inspect.edit):
     app.command(verb.__name__)(verb)
 

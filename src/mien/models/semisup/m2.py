@@ -143,15 +143,12 @@ class M2(SemiSupModel):
         y_true, sup = batch_targets(c, batch)
         h = self.trunk(x)
         logits = self.label_logits(h)
-        if c.unlabelled == "gumbel":
-            y = torch.where(sup[:, None], y_true, gumbel_softmax(logits, c.temperature, c.gumbel_hard))
-            terms = self.bound(x, h, y)
-            per_face = terms["total"]
-        else:
-            terms = self.bound(x, h, y_true)
-            per_face = terms["total"]
-            if not sup.all():
-                per_face = torch.where(sup, per_face, self.enumerated(x, h, logits))
+        gumbel = c.unlabelled == "gumbel" and not sup.all()
+        y = torch.where(sup[:, None], y_true, gumbel_softmax(logits, c.temperature, c.gumbel_hard)) if gumbel else y_true
+        terms = self.bound(x, h, y)
+        per_face = terms["total"]
+        if c.unlabelled == "enumerate" and not sup.all():
+            per_face = torch.where(sup, per_face, self.enumerated(x, h, logits))
         unsup = (~sup).float()
         per_face = per_face - c.alpha * sup.float() * label_log_likelihood(logits, y_true)
         if self.uses_entropy():
