@@ -13,6 +13,10 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
+from typer.testing import CliRunner
+
+from mien.cli import app
+from mien.config import preset_path
 from mien.control.swap import flip, magnitude, swap
 from mien.data.source import DataConfig, make_dataset
 from mien.data.supervision import Supervised, supervision_mask
@@ -22,6 +26,7 @@ from mien.errors import ConfigError
 from mien.models import build_model
 from mien.models.semisup.common import entropy, kl_gaussians, label_log_likelihood, log_uniform_prior
 from mien.metrics.swap import bca
+from mien.train import fit, load_run_config
 from model_helpers import single_thread, world_pool  # noqa: F401 (fixture)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -76,11 +81,21 @@ def test_bad_supervision_rate_and_unknown_labels_are_one_line_errors():
         model.loss(plain.batch(range(4)))
 
 
-def test_the_cli_reports_a_bad_rate_in_one_line(tmp_path):
+def test_mien_swap_writes_a_grid_and_refuses_two_faces_with_the_same_label(tmp_path):
+    run = tmp_path / "run"
+    fit(load_run_config(preset_path("jdvae", "tiny"), ["train.max_steps=2", "data.n=64"]), run, progress=False)
+    glasses = WorldDataset(40, 32, seed=12345, fixed={"pitch": 0.0, "roll": 0.0}).draw(range(40))["glasses"]
+    with_, without = int((glasses == 1).nonzero()[0]), [int(i) for i in (glasses == 0).nonzero()[:2, 0]]
+    png = tmp_path / "grid.png"
+    result = CliRunner().invoke(app, ["swap", str(run), "--a", str(with_), "--b", str(without[0]), "--out", str(png)])
+    assert result.exit_code == 0 and png.stat().st_size > 0, result.output
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-m", "mien", "train", "jdvae/tiny", "data.supervision=1.5", "--out",
-                        str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert r.returncode == 2 and "data.supervision" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "mien", "swap", str(run), "--a", str(without[0]), "--b", str(without[1]),
+                        "--out", str(tmp_path / "x.png")], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "both have glasses = 0" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    bad = CliRunner().invoke(app, ["train", "jdvae/tiny", "data.supervision=1.5", "--out", str(tmp_path / "y")])
+    assert isinstance(bad.exception, ConfigError) and "data.supervision" in str(bad.exception)
+    assert "\n" not in str(bad.exception)
 
 
 # --- closed-form terms -----------------------------------------------------------------------------
@@ -269,3 +284,43 @@ def test_a_tiny_jdvae_trained_semi_supervised_predicts_glasses_better_than_chanc
     score = bca(held["factors"]["glasses"].numpy(), pred.numpy())
     assert score > 0.65, score  # chance is 0.5
     assert sum(history[-10:]) < 0.7 * sum(history[:10])  # and it learnt to reconstruct
+
+
+class _Recorder(torch.nn.Module):
+    """A planted evaluator: glasses logit +1 exactly for the images in ``marked``, -1 otherwise;
+    features the flattened image."""
+
+    def __init__(self, marked: torch.Tensor):
+        super().__init__()
+        self.marked = marked
+
+    def forward(self, images):
+        hit = ((images[:, None] - self.marked[None]).flatten(2).abs().amax(2) < 1e-6).any(1)
+        from mien.evaluator.network import ATTRIBUTES
+
+        logits = torch.zeros(len(images), len(ATTRIBUTES))
+        logits[:, ATTRIBUTES.index("glasses")] = hit.float() * 2 - 1
+        return {"attributes": logits}
+
+    def features(self, images):
+        return images.flatten(1)
+
+
+def test_swap_scores_score_the_face_that_gained_the_label_for_sr_plus():
+    from mien.control.swap import swap_scores_of
+
+    model = tiny("jdvae")
+    pool = world_pool(512)
+    g = pool["factors"]["glasses"]
+    with_, without = pool["image"][g == 1][:3], pool["image"][g == 0][:3]
+    out = swap(model, with_, without, "glasses", torch.ones(3, 1), torch.zeros(3, 1))
+    scores = swap_scores_of(model, with_, without, "glasses", torch.ones(3, 1), torch.zeros(3, 1),
+                            evaluator=_Recorder(out["b"]))  # b: the face without glasses given them
+    assert scores["sr_plus"] == 1.0 and scores["sr_minus"] == 1.0
+    cfd = ((with_ - out["b"]).flatten(1).norm(dim=1).mean() + (without - out["a"]).flatten(1).norm(dim=1).mean()) / 2
+    assert scores["cfd"] == pytest.approx(float(cfd), rel=1e-5)
+    flipped = swap_scores_of(model, with_, without, "glasses", torch.ones(3, 1), torch.zeros(3, 1),
+                             evaluator=_Recorder(out["a"]))
+    assert flipped["sr_plus"] == 0.0 and flipped["sr_minus"] == 0.0
+    with pytest.raises(ConfigError, match="first faces must carry the label"):
+        swap_scores_of(model, without, with_, "glasses", torch.zeros(3, 1), torch.ones(3, 1), evaluator=_Recorder(out["a"]))
