@@ -166,6 +166,7 @@ def test_tokens_and_adain_are_the_switches_of_the_ablations():
     assert full.decoder.image_tokens[0].shape == (1, 2, 1, 4, 4)  # one token image per residual block and class
     assert not hasattr(no_tokens.decoder, "image_tokens")
     assert sum("norm1.fc" in k for k, _ in full.decoder.named_parameters()) == 6  # weight and bias per block
+    assert hasattr(full.decoder.out_norm, "fc") and not hasattr(no_adain.decoder.out_norm, "fc")
     assert not any(".fc." in k and "blocks" in k for k, _ in no_adain.decoder.named_parameters())
     z = torch.randn(2, 8)
     with torch.no_grad():  # the tokens carry y: two labels decode differently even at u = 0

@@ -11,7 +11,8 @@ semi-supervised families.
 - :class:`TokenDecoder`: one FC layer on [features, z, one scalar token per label] (or [features,
   z, y] in the no-tokens ablation, where "y is then just used as an input of the fully connected
   layer of the decoder", §5.4) to the bottleneck map, then one :class:`StyledResBlock` per
-  resolution level (plus ``blocks`` more per level), each fed one token image per label. A label
+  resolution level (plus ``blocks`` more per level), each fed one token image per label, and a
+  last normalisation (AdaIN) and 3x3 convolution to the image. A label
   owns one token set per class; a soft label y in [0, 1] (Gumbel-softmax) mixes the two sets,
   (1 - y) t_0 + y t_1.
 """
@@ -100,7 +101,8 @@ class TokenDecoder(nn.Module):
                 resolutions.append(r)
                 c = w if up else c
                 r = r * 2 if up else r
-        self.out = nn.Sequential(_GroupNorm(c), nn.SiLU(), nn.Conv2d(c, out_channels, 3, padding=1))
+        self.out_norm = AdaIN(c, z_dim) if adain else _GroupNorm(c)  # AdaIN in every layer (§5.3.1)
+        self.out = nn.Conv2d(c, out_channels, 3, padding=1)
         if self.use_tokens:
             # one set per label and class: a scalar (first FC layer) and one image per residual block
             self.scalar_tokens = nn.Parameter(torch.randn(n_labels, 2) * 0.5)
@@ -123,4 +125,4 @@ class TokenDecoder(nn.Module):
             if token is not None:
                 h = torch.cat([h, self.mix(token, y).flatten(1, 2)], dim=1)
             h = block(h, z)
-        return self.out(h)
+        return self.out(F.silu(self.out_norm(h, z)))
