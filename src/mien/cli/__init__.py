@@ -7,7 +7,7 @@ import sys
 import typer
 
 from mien import __version__
-from mien.cli import data, demo, directions, eval, evaluator, expr4d, inspect, invert, reproduce, train, zoo
+from mien.cli import data, demo, directions, eval, evaluator, expr4d, inspect, invert, reproduce, swap, train, zoo
 from mien.errors import MienError
 
 app = typer.Typer(name="mien", help="Controllable deep generative models of faces and facial expressions.",
@@ -22,6 +22,7 @@ app.add_typer(directions.app, name="directions")
 app.command("demo")(demo.demo)
 app.command("train")(train.train)
 app.command("invert")(invert.invert)
+app.command("swap")(swap.swap)
 for verb in (inspect.sample, inspect.reconstruct, inspect.traverse, inspect.interpolate, directions.edit):
     app.command(verb.__name__)(verb)
 

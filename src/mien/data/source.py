@@ -7,12 +7,19 @@ from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
 
+from mien.errors import ConfigError
+
 DEFAULT_SIZE = 64
 
 
 @dataclass
 class DataConfig:
-    """Where batches come from: the world on the fly (default) or a folder (``path``)."""
+    """Where batches come from: the world on the fly (default) or a folder (``path``).
+
+    ``labels`` names the labels a semi-supervised model learns (world factors such as ``glasses``,
+    or labels derived from them such as ``smile``, :mod:`mien.data.world.labels`); ``supervision``
+    is the share of faces whose labels are shown (the batches then carry ``supervised``,
+    :mod:`mien.data.supervision`; the thesis's rate is 0.2); None shows every label and adds no mask."""
 
     source: str = "world"
     path: str | None = None
@@ -27,12 +34,24 @@ class DataConfig:
     frames: list[int] = field(default_factory=lambda: [35, 45])  # sequence lengths (source: sequences)
     batch_size: int = 64
     num_workers: int = 0
+    labels: list[str] = field(default_factory=list)
+    supervision: float | None = None
 
 
 def make_dataset(cfg: DataConfig) -> Dataset:
     """The world on the fly, its landmark sequences (``source: sequences``, collated by padding),
     or a folder (``data.path``): mien's image folders, or CelebA, FFHQ, AffectNet and FER2013 as
-    they are unpacked (:mod:`mien.data.formats`; ``mien data prepare`` makes a faster copy)."""
+    they are unpacked (:mod:`mien.data.formats`; ``mien data prepare`` makes a faster copy); with
+    ``supervision`` set, wrapped in :class:`~mien.data.supervision.Supervised` (mask seeded by ``seed``)."""
+    if cfg.supervision is not None:
+        from mien.data.supervision import Supervised, check_rate
+
+        check_rate(cfg.supervision)
+        return Supervised(_dataset(cfg), cfg.supervision, cfg.seed)
+    return _dataset(cfg)
+
+
+def _dataset(cfg: DataConfig) -> Dataset:
     if cfg.source == "sequences":
         from mien.data.world.sequences import WorldSequenceDataset, pad_sequences
 
@@ -42,13 +61,20 @@ def make_dataset(cfg: DataConfig) -> Dataset:
     if cfg.source == "world":
         from mien.data.world import WorldDataset
 
-        return WorldDataset(cfg.n, cfg.size, cfg.seed, cfg.design, fixed=cfg.fixed, ranges=cfg.ranges,
-                            n_identities=cfg.n_identities)
+        return WorldDataset(cfg.n, cfg.size, cfg.seed, cfg.design, labels=cfg.labels, fixed=cfg.fixed,
+                            ranges=cfg.ranges, n_identities=cfg.n_identities)
     from mien.data.folder import FolderDataset
     from mien.data.formats import detect_layout, open_layout
     from mien.data.formats.dataset import LayoutDataset
 
     layout = detect_layout(cfg.path)
     if layout == "folder":
-        return FolderDataset(cfg.path, size=cfg.size, split=cfg.split)
-    return LayoutDataset(open_layout(cfg.path, layout), size=cfg.size, split=cfg.split)
+        dataset = FolderDataset(cfg.path, size=cfg.size, split=cfg.split)
+    else:
+        dataset = LayoutDataset(open_layout(cfg.path, layout), size=cfg.size, split=cfg.split)
+    known = {f.name for f in getattr(dataset, "factors", [])}
+    missing = [n for n in cfg.labels if n not in known]
+    if missing:
+        raise ConfigError(f"data.labels names {missing[0]!r}, which {cfg.path} does not label; "
+                          f"choose from its factors ({', '.join(sorted(known)) or 'none'})")
+    return dataset

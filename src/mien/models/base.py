@@ -170,7 +170,7 @@ class GenerativeModel(nn.Module):
 # Modules that register families when imported. They are found by name (a plugin list), so
 # that this module, which every family imports, imports none of them.
 FAMILIES = ("mien.models.vae", "mien.models.arvae", "mien.models.vqvae", "mien.models.klae", "mien.models.diffusion",
-            "mien.models.expr4d", "mien.models.stylegan", "mien.models.stylegan.encoder",
+            "mien.models.expr4d", "mien.models.stylegan", "mien.models.stylegan.encoder", "mien.models.semisup",
             "mien.evaluator", "mien.diffusion.noisy_classifier")
 
 

@@ -56,7 +56,7 @@ def training_world(ckpt_dir, n: int, seed: int, size: int | None = None, **fixed
     data = read_config(ckpt_dir).get("data") or {}
     return WorldDataset(n, size or data.get("size", DEFAULT_SIZE), seed, data.get("design", "iid"),
                         fixed={**(data.get("fixed") or {}), **fixed}, ranges=data.get("ranges") or {},
-                        n_identities=data.get("n_identities"))
+                        n_identities=data.get("n_identities"), labels=data.get("labels") or ())
 
 
 def read_meta(ckpt_dir) -> dict:

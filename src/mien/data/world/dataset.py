@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from mien.data.factors import Factor
 from mien.data.world.factors import Design, make_design
+from mien.data.world.labels import DERIVED_LABELS, derive_label
 from mien.data.world.render import render
 from mien.errors import ConfigError
 
@@ -27,10 +28,12 @@ def check_size(size: int) -> int:
 class WorldDataset(Dataset):
     """``n`` world faces of ``size`` pixels drawn by ``design`` ('iid', 'factorial', 'correlated' or
     a :class:`Design`; keyword arguments go to the design) from ``seed``. ``n`` defaults to the
-    number of cells of a finite design."""
+    number of cells of a finite design. ``labels`` names labels derived from the drawn factors
+    (:mod:`mien.data.world.labels`, e.g. ``smile``) to add to ``factors`` and the schema; the
+    images and the other keys do not change."""
 
     def __init__(self, n: int | None = None, size: int = 64, seed: int = 0, design: str | Design = "iid",
-                 **design_kwargs):
+                 labels=(), **design_kwargs):
         self.design = make_design(design, **design_kwargs)
         cells = self.design.size
         if n is None:
@@ -41,7 +44,14 @@ class WorldDataset(Dataset):
             raise ConfigError(f"n={n} is not possible here; use 1..{cells or 'any'}")
         self.n, self.size, self.seed = int(n), check_size(size), int(seed)
         self.factors: list[Factor] = self.design.factors()
-        self.binary = [f.name for f in self.factors if f.kind == "binary"]
+        self.binary = [f.name for f in self.factors if f.kind == "binary"]  # ``attributes``: drawn factors only
+        drawn = {f.name for f in self.factors}
+        unknown = [n for n in labels if n not in drawn and n not in DERIVED_LABELS]
+        if unknown:
+            raise ConfigError(f"unknown label {unknown[0]!r}; the world labels its factors "
+                              f"({', '.join(f.name for f in self.factors if f.discrete)}) and {', '.join(DERIVED_LABELS)}")
+        self.derived = [n for n in dict.fromkeys(labels) if n not in drawn]
+        self.factors += [DERIVED_LABELS[n] for n in self.derived]
 
     def __len__(self) -> int:
         return self.n
@@ -57,6 +67,7 @@ class WorldDataset(Dataset):
         """The collated batch of the given items (what a DataLoader would yield)."""
         f = self.draw(indices)
         image, lm2, lm3 = render(f, self.size)
+        f.update({n: derive_label(n, f) for n in self.derived})
         return {
             "image": image, "landmarks2d": lm2, "landmarks3d": lm3, "label": f["expression"].long(),
             "attributes": torch.stack([f[n].float() for n in self.binary], 1),

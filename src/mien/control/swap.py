@@ -1,0 +1,125 @@
+"""Label operations on the semi-supervised models (M2, CCVAE, JDVAE; Zou thesis §5.3-5.4 and §6.4,
+digest C.4 and D.5):
+
+- :func:`swap`: for a face I_g with the label (y = 1) and a face I_w without (y = 0), exchange the
+  label parts, (y, u) for JDVAE (§5.4), y for M2, z_c for CCVAE: decode d(1, z_w, u_g) and
+  d(0, z_g, u_w). Labels are the true ones when given (as in Ch. 6), else y = argmax q(y|x).
+- :func:`flip`: set y to 1 - y, the label features to the mean of their prior given the new label.
+- :func:`magnitude`: decode d(y, z, lambda u) for lambda in [0, 2] (§6.4, "Magnitude").
+- :func:`swap_scores_of`: SR(+), SR(-), SR and CFD of the swaps with :func:`mien.metrics.swap.swap_scores`.
+
+Each takes images (B x C x H x W) and works pair by pair (row i of ``a`` with row i of ``b``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mien.errors import ConfigError
+from mien.metrics.swap import swap_scores
+
+LAMBDA_RANGE = (0.0, 2.0)
+
+
+def _check_model(model):
+    if not hasattr(model, "label_parts") or not hasattr(model, "encode_parts"):
+        raise ConfigError(f"{getattr(model, 'model_name', type(model).__name__)} has no labels to swap; "
+                          "use a checkpoint of m2, ccvae or jdvae")
+
+
+def label_index(model, label: str | int | None) -> int:
+    """The position of ``label`` among the model's labels (the first when None)."""
+    _check_model(model)
+    names = list(model.config.labels)
+    if label is None:
+        return 0
+    if isinstance(label, str) and label in names:
+        return names.index(label)
+    if isinstance(label, int) and 0 <= label < len(names):
+        return label
+    raise ConfigError(f"{model.model_name} has no label {label!r}; its labels are {', '.join(names)}")
+
+
+def labels_of(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """B x L labels: ``y`` (true labels) when given, else argmax q(y|x)."""
+    if y is None:
+        return model.predict(x)
+    y = torch.as_tensor(y, dtype=torch.float32, device=x.device)
+    y = y[:, None] if y.dim() == 1 else y
+    if y.shape != (len(x), model.n_labels):
+        raise ConfigError(f"labels must be B x {model.n_labels} (one 0/1 per label and face), got {tuple(y.shape)}")
+    return y
+
+
+def _encode(model, x, y):
+    parts = model.encode_parts(x, y)
+    parts.setdefault("y", y)  # CCVAE's latent has no y; keep the labels beside its parts
+    return parts
+
+
+@torch.no_grad()
+def swap(model, a: torch.Tensor, b: torch.Tensor, label: str | int | None = None, y_a=None, y_b=None) -> dict:
+    """Exchange the label parts of ``label`` between faces a and b, which must differ in it.
+
+    Returns ``a`` (face a with b's label and features), ``b`` (face b with a's), the
+    reconstructions ``a_rec`` and ``b_rec``, and the labels ``y_a`` and ``y_b`` used."""
+    l = label_index(model, label)
+    ya, yb = labels_of(model, a, y_a), labels_of(model, b, y_b)
+    same = ya[:, l] == yb[:, l]
+    if same.any():
+        name = model.config.labels[l]
+        i = int(same.nonzero()[0])
+        raise ConfigError(f"faces a and b of pair {i} both have {name} = {int(ya[i, l])}; a swap needs one face "
+                          f"with {name} and one without (pick another face)")
+    pa, pb = _encode(model, a, ya), _encode(model, b, yb)
+    sa, sb = {k: v.clone() for k, v in pa.items()}, {k: v.clone() for k, v in pb.items()}
+    for part in model.label_parts:
+        sa[part][:, l], sb[part][:, l] = pb[part][:, l], pa[part][:, l]
+    return {"a": model.decode_parts(sa), "b": model.decode_parts(sb), "a_rec": model.decode_parts(pa),
+            "b_rec": model.decode_parts(pb), "y_a": ya, "y_b": yb}
+
+
+@torch.no_grad()
+def flip(model, x: torch.Tensor, label: str | int | None = None, y=None) -> torch.Tensor:
+    """Decode x with ``label`` flipped (y -> 1 - y) and its features at the mean of p(u | 1 - y)."""
+    l = label_index(model, label)
+    y = labels_of(model, x, y)
+    parts = _encode(model, x, y)
+    y_new = 1 - y[:, l]
+    parts = model.flip_features(parts, l, y_new)
+    parts["y"] = parts["y"].clone()
+    parts["y"][:, l] = y_new
+    return model.decode_parts(parts)
+
+
+@torch.no_grad()
+def magnitude(model, x: torch.Tensor, lambdas, label: str | int | None = None, y=None) -> torch.Tensor:
+    """d(y, z, lambda u) for each lambda in [0, 2] (Zou §6.4: lambda = 0 with y = 1 gives no glasses
+    under a feature-gated decoder): len(lambdas) x B x C x H x W."""
+    l = label_index(model, label)
+    if model.feature_part is None:
+        raise ConfigError(f"{model.model_name} has no label features to scale; use jdvae or ccvae")
+    lambdas = [float(v) for v in lambdas]
+    bad = [v for v in lambdas if not LAMBDA_RANGE[0] <= v <= LAMBDA_RANGE[1]]
+    if bad:
+        raise ConfigError(f"magnitude lambda {bad[0]} lies outside [0, 2]; choose values in [0, 2]")
+    parts = _encode(model, x, labels_of(model, x, y))
+    out = []
+    for v in lambdas:
+        scaled = {k: t.clone() for k, t in parts.items()}
+        scaled[model.feature_part][:, l] = v * parts[model.feature_part][:, l]
+        out.append(model.decode_parts(scaled))
+    return torch.stack(out)
+
+
+def swap_scores_of(model, with_label: torch.Tensor, without_label: torch.Tensor, label: str | int | None = None,
+                   y_with=None, y_without=None, attribute: str | None = None, evaluator=None) -> dict:
+    """Swap each face with the label (y = 1) against one without (y = 0) and score the results
+    (Zou §5.4, §6.5): SR(+) on the faces that gained the label, SR(-) on those that lost it, CFD
+    of each against the original that shares its label features (:func:`mien.metrics.swap.swap_scores`,
+    scored by mien's evaluator for the attribute, by default the label's name)."""
+    l = label_index(model, label)
+    out = swap(model, with_label, without_label, l, y_with, y_without)
+    if not (out["y_a"][:, l] == 1).all():
+        raise ConfigError("the first faces must carry the label (y = 1) and the second ones not (y = 0); swap the arguments")
+    return swap_scores(out["b"], with_label, out["a"], without_label, attribute or model.config.labels[l], evaluator)
