@@ -10,19 +10,12 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from model_helpers import single_thread  # noqa: F401 (one thread per test process)
 from PIL import Image
 
 from mien.control import gan_directions as gd
 from mien.control.direction import Direction
 from mien.errors import ConfigError, DataError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from model_helpers import single_thread  # noqa: F401 (one thread per test process)
 from PIL import Image
 
 import mien
@@ -20,14 +21,6 @@ from mien.models.stylegan.encoder import delta_regularisation, load_encoder, w_n
 from mien.train import fit, load_run_config
 
 GAN = {"name": "stylegan", "image_size": 32, "widths": [32, 32, 16, 8], "z_dim": 32, "w_dim": 32, "mapping_layers": 2}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_gan(seed: int):
