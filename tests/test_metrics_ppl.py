@@ -207,3 +207,8 @@ def test_all_includes_ppl_for_gans_only():
     gan = {m.name for m in resolve("all", {"distribution", "generator"})}
     assert "ppl" in gan and "ppl_z" not in gan and "precision" not in gan and "pr" in gan
     assert "ppl" not in {m.name for m in resolve("all", {"distribution", "pairs"})}
+
+
+def test_centre_crop_is_the_official_ffhq_window():
+    x = torch.arange(64 * 64.0).reshape(1, 1, 64, 64)
+    torch.testing.assert_close(ppl.centre_crop(x), x[:, :, 24:56, 16:48])
