@@ -137,7 +137,8 @@ def main():
     (bare, bare_start), (eng, eng_start) = rates["bare"], rates["engine"]
     fwd = forward_seconds(args.batch, args.forward_repeats)
     print(json.dumps({
-        "preset": "stylegan/small", "batch": args.batch, "steps": [steps, 2 * steps], "threads": torch.get_num_threads(),
+        "preset": "stylegan/small", "batch": args.batch, "steps": [steps, 2 * steps],
+        "threads": torch.get_num_threads(),
         "bare_loop_iterations_per_s": round(bare, 3), "engine_iterations_per_s": round(eng, 3),
         "ratio_engine_vs_bare": round(eng / bare, 3),
         "startup_s": {"bare": round(bare_start, 2), "engine": round(eng_start, 2)},

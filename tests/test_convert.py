@@ -179,7 +179,8 @@ def test_every_parameter_is_filled_exactly_once(converted):
                if not convert.DROPPED.fullmatch(k)}
     used = []
     for name, p in model.named_parameters():
-        hits = [k for k, v in sources.items() if v.numel() == p.numel() and torch.equal(v.flatten(), p.detach().flatten())]
+        flat = p.detach().flatten()
+        hits = [k for k, v in sources.items() if v.numel() == p.numel() and torch.equal(v.flatten(), flat)]
         assert len(hits) == 1, (name, hits)
         used += hits
     assert sorted(used) == sorted(sources)  # and every rosinality tensor lands somewhere, once

@@ -12,10 +12,10 @@ app = typer.Typer(help="Convert checkpoints of other StyleGAN2 implementations t
 
 
 @app.command("rosinality")
-def rosinality(ckpt: Path = typer.Argument(..., help="rosinality/stylegan2-pytorch .pt file (g_ema or g, optional d, latent_avg)."),
+def rosinality(ckpt: Path = typer.Argument(..., help="rosinality/stylegan2-pytorch .pt file (g_ema or g, d, latent_avg)."),
                out: Path = typer.Option(..., help="mien checkpoint folder to write."),
-               size: int = typer.Option(None, help="Expected image size (checked against the weights; read from them by default)."),
-               channel_multiplier: int = typer.Option(None, help="Expected rosinality channel multiplier (checked; config-f: 2).")):
+               size: int = typer.Option(None, help="Expected image size (checked; read from the weights by default)."),
+               channel_multiplier: int = typer.Option(None, help="Expected channel multiplier (checked; config-f: 2).")):
     """Map a rosinality StyleGAN2 state dict (loaded weights-only, never unpickling code) to mien's
     stylegan layout; the folder loads with mien.load and every mien verb."""
     from mien.models import checkpoint

@@ -48,6 +48,10 @@ def _kid(gf, rf, gc, rc, names) -> dict:
     return {"kid_mien": mean, "kid_mien_std": std}
 
 
+def _one_of_pr(key: str, gf, rf) -> dict:
+    return {key: pr.precision_recall(gf, rf)[key]}
+
+
 def _ppl(space: str, sampling: str):
     def fn(model, evaluator, n, seed, progress=None) -> dict:
         value = ppl.perceptual_path_length(model, n, space, sampling, evaluator=evaluator, seed=seed, progress=progress)
@@ -68,9 +72,9 @@ _ALL = [
     Metric("kid", "distribution", _kid, "kernel distance (unbiased MMD^2, cubic kernel) on evaluator features"),
     Metric("pr", "distribution", lambda gf, rf, gc, rc, names: pr.precision_recall(gf, rf),
            "k-NN precision, recall, density, coverage"),
-    Metric("precision", "distribution", lambda gf, rf, gc, rc, names: {"precision": pr.precision_recall(gf, rf)["precision"]},
+    Metric("precision", "distribution", lambda gf, rf, gc, rc, names: _one_of_pr("precision", gf, rf),
            "k-NN precision (the fraction of samples inside the data's manifold; also in pr)", in_all=False),
-    Metric("recall", "distribution", lambda gf, rf, gc, rc, names: {"recall": pr.precision_recall(gf, rf)["recall"]},
+    Metric("recall", "distribution", lambda gf, rf, gc, rc, names: _one_of_pr("recall", gf, rf),
            "k-NN recall (the fraction of data inside the samples' manifold; also in pr)", in_all=False),
     Metric("pr_class", "distribution", _per_class, "precision/recall/density/coverage per evaluator expression class"),
     Metric("ppl", "generator", _ppl("w", "full"),
