@@ -9,11 +9,14 @@ and the generator's EMA (half-life 10 kimg with ramp-up 0.05). The bare loop cal
 loss functions, so the difference is the engine (Lightning, phases, logging, loader). Each is run
 for N and 2N steps (N a multiple of 16, so both hold whole R1 periods); the steady-state rate is
 N / (t(2N) - t(N)) iterations per second, which removes the fixed start-up; medians over repeats,
-printed as JSON with the ratio (target: engine / bare >= 0.95).
+printed as JSON with the ratio (target: engine / bare >= 0.95). Times are this process's CPU
+seconds (``time.process_time``; the data stay in memory, so no worker processes): on a shared
+machine whose load swings, wall-clock differences of whole runs were dominated by the other
+processes (a first run gave t(2N) < t(N) for the engine).
 
 Forward: ``synthesis(ws)`` of the same generator at the same batch, fused (grouped convolution,
 StyleGAN2's form) vs non-fused (scale, convolve, demodulate; mien's CPU default), medians of
-repeated timings, under torch.no_grad.
+repeated timings (CPU seconds), under torch.no_grad.
 Run: python benchmarks/bench_gan.py [--steps 16] [--repeats 3] [--batch 32]
 (On the shared 2-core machine one iteration at batch 32 took about 7 s; --repeats 2 there.)
 """
@@ -61,7 +64,7 @@ def bare_loop(images, steps, batch) -> float:
     averaged = [n for n, _ in model.named_parameters() if n.startswith(("mapping.", "synthesis."))]
     live_p, ema_p = dict(model.named_parameters()), dict(ema.named_parameters())
     g = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
+    start = time.process_time()
     for step in range(steps):
         torch.manual_seed(step_seed(0, step, 0))
         b = {"image": images[torch.randint(len(images), (batch,), generator=g)]}
@@ -78,15 +81,15 @@ def bare_loop(images, steps, batch) -> float:
                                  1 - 0.5 ** (batch / half_life))
             for b_ema, b_live in zip(ema.buffers(), model.buffers()):
                 b_ema.copy_(b_live)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def engine(images, steps, batch) -> float:
     cfg = run_config(preset(steps, batch, len(images)))
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        start = time.process_time()
         fit(cfg, f"{tmp}/run", progress=False, dataset=Images(images))
-        return time.perf_counter() - start
+        return time.process_time() - start
 
 
 def steady_rates(repeats, images, steps, batch) -> dict:
@@ -100,7 +103,9 @@ def steady_rates(repeats, images, steps, batch) -> dict:
         t1 = {name: fn(images, steps, batch) for name, fn in methods.items()}
         t2 = {name: fn(images, 2 * steps, batch) for name, fn in methods.items()}
         for name in methods:
-            runs[name].append((steps / max(t2[name] - t1[name], 1e-9), max(0.0, 2 * t1[name] - t2[name])))
+            if t2[name] <= t1[name]:
+                raise RuntimeError(f"{name}: {2 * steps} steps took no longer than {steps}; the machine is too noisy")
+            runs[name].append((steps / (t2[name] - t1[name]), max(0.0, 2 * t1[name] - t2[name])))
     return {name: (statistics.median(r for r, _ in v), statistics.median(s for _, s in v)) for name, v in runs.items()}
 
 
@@ -117,9 +122,9 @@ def forward_seconds(batch: int, repeats: int) -> dict:
         model.synthesize(ws, noise)  # warm-up
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = time.process_time()
             model.synthesize(ws, noise)
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
         out.setdefault("fused" if fused else "non_fused", []).extend(times)
     return {k: statistics.median(v) for k, v in out.items()}
 
@@ -139,10 +144,10 @@ def main():
     print(json.dumps({
         "preset": "stylegan/small", "batch": args.batch, "steps": [steps, 2 * steps],
         "threads": torch.get_num_threads(),
-        "bare_loop_iterations_per_s": round(bare, 3), "engine_iterations_per_s": round(eng, 3),
+        "bare_loop_iterations_per_cpu_s": round(bare, 3), "engine_iterations_per_cpu_s": round(eng, 3),
         "ratio_engine_vs_bare": round(eng / bare, 3),
         "startup_s": {"bare": round(bare_start, 2), "engine": round(eng_start, 2)},
-        "forward_ms": {k: round(1000 * v, 1) for k, v in fwd.items()},
+        "forward_cpu_ms": {k: round(1000 * v, 1) for k, v in fwd.items()},
         "ratio_forward_nonfused_speedup_vs_fused": round(fwd["fused"] / fwd["non_fused"], 3),
     }, indent=2))
 
