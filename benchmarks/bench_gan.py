@@ -12,7 +12,9 @@ N / (t(2N) - t(N)) iterations per second, which removes the fixed start-up; medi
 printed as JSON with the ratio (target: engine / bare >= 0.95). Times are this process's CPU
 seconds (``time.process_time``; the data stay in memory, so no worker processes): on a shared
 machine whose load swings, wall-clock differences of whole runs were dominated by the other
-processes (a first run gave t(2N) < t(N) for the engine).
+processes (a first run gave t(2N) < t(N) for the engine). One intra-op thread by default: with
+two, OpenMP's spin-waiting for a descheduled peer thread is counted as CPU time too, which under
+load inflated CPU times up to 25-fold.
 
 Forward: ``synthesis(ws)`` of the same generator at the same batch, fused (grouped convolution,
 StyleGAN2's form) vs non-fused (scale, convolve, demodulate; mien's CPU default), medians of
@@ -135,7 +137,9 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--forward-repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (see the docstring)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     steps = -(-args.steps // 16) * 16
     images = WorldDataset(512, 32, seed=0).batch(range(512))["image"]
     rates = steady_rates(args.repeats, images, steps, args.batch)
