@@ -7,12 +7,14 @@ import sys
 import typer
 
 from mien import __version__
-from mien.cli import data, demo, directions, eval, evaluator, expr4d, inspect, invert, reproduce, swap, train, zoo
+from mien.cli import (convert, data, demo, directions, eval, evaluator, expr4d, inspect, invert, reproduce, swap,
+                      train, zoo)
 from mien.errors import MienError
 
 app = typer.Typer(name="mien", help="Controllable deep generative models of faces and facial expressions.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(data.app, name="data")
+app.add_typer(convert.app, name="convert")
 app.add_typer(eval.app, name="eval")
 app.add_typer(evaluator.app, name="evaluator")
 app.add_typer(zoo.app, name="zoo")

@@ -12,7 +12,7 @@ import typer
 
 app = typer.Typer(help="Score a checkpoint or a folder of images with mien's metrics.", no_args_is_help=True)
 
-_METRICS_HELP = "Comma-separated metric names (fid,kid,pr,pr_class,psnr,ssim,lpips,csim,expr_acc,attr_acc,nme," \
+_METRICS_HELP = "Comma-separated metric names (fid,kid,pr,precision,recall,pr_class,ppl,ppl_z,ppl_end,psnr,ssim,lpips,csim,expr_acc,attr_acc,nme," \
                 "beta_vae,factor_vae,mig,sap,dci,modularity,explicitness) or 'all' (every one that applies)."
 
 
@@ -27,7 +27,13 @@ def _bar(total: int):
 
     progress = Progress(transient=True)
     task = progress.add_task("scoring", total=total)
-    return progress, lambda n: progress.advance(task, n)
+
+    def advance(n: int, more: int = 0) -> None:
+        if more:
+            progress.update(task, total=progress.tasks[0].total + more)
+        progress.advance(task, n)
+
+    return progress, advance
 
 
 def _finish(results: dict, out: Path, info: dict) -> None:
@@ -54,7 +60,8 @@ def ckpt(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
          evaluator: Path = typer.Option(None, help="Evaluator weights folder (default: the shipped one)."),
          out: Path = typer.Option(Path("metrics.json"), help="JSON file to write.")):
     """Score any mien checkpoint: samples vs data (fid, kid, pr), reconstructions vs inputs
-    (psnr, ssim, lpips, csim, expr_acc, attr_acc, nme) and codes vs world factors (disentanglement)."""
+    (psnr, ssim, lpips, csim, expr_acc, attr_acc, nme), codes vs world factors (disentanglement)
+    and a GAN's perceptual path length (ppl, ppl_z, ppl_end; --n pairs)."""
     import mien
     from mien.data.folder import FolderDataset
     from mien.errors import ConfigError

@@ -12,6 +12,7 @@ from torch.utils.data import default_collate
 
 from mien.errors import ConfigError
 from mien.metrics.fid import fid_from_features, image_features, kid_from_features
+from mien.metrics.ppl import StyleGenerator
 from mien.metrics.registry import Metric, resolve
 from mien.models.capabilities import Autoencoder, Reconstructor, Sampler
 
@@ -70,12 +71,16 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
     """Metrics of a generative model on data ``batches`` (collated sample dicts): distribution
     metrics compare samples with the data, pairwise and target metrics compare reconstructions
     with their inputs, representation metrics score vector codes of ``encode`` against the
-    batches' factors. With ``names='all'``, whatever applies to the model and the data."""
+    batches' factors, generator metrics (PPL) use as many latent pairs as there are data items.
+    With ``names='all'``, whatever applies to the model and the data. ``progress(n, more=0)``
+    advances a bar by n items (``more``: items added to its total)."""
     batches = iter(batches)
     first = next(batches, None)
     if first is None:
         raise ConfigError("no data to score")
     allowed = {"distribution"} if isinstance(model, Sampler) else set()
+    if isinstance(model, StyleGenerator):
+        allowed.add("generator")
     if isinstance(model, Reconstructor):
         allowed |= {"pairs", "targets"}
     if isinstance(model, Autoencoder) and schema and "factors" in first:
@@ -83,10 +88,11 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
             allowed.add("codes")
     chosen = resolve(names, allowed, first.keys())
     needs = {m.needs for m in chosen}
-    gen, ref, codes, factors, mean = [], [], [], [], _Mean()
+    gen, ref, codes, factors, mean, items = [], [], [], [], _Mean(), 0
     generator = torch.Generator().manual_seed(seed)
     for batch in chain([first], batches):
         x = batch["image"].float()
+        items += len(x)
         if "distribution" in needs:
             ref.append((image_features(x, evaluator), _classes(evaluator, x)))
             s = model.sample(len(x), generator=generator)["image"].clamp(-1, 1)
@@ -110,6 +116,11 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
         for m in chosen:
             if m.needs == "codes":
                 out.update(m.fn(z, f, schema))
+    for m in chosen:
+        if m.needs == "generator":
+            if progress:
+                progress(0, more=items)
+            out.update(m.fn(model, evaluator, items, seed, progress))
     return out
 
 

@@ -8,7 +8,11 @@ Needs (the arguments the function receives):
 - ``targets``: images, the batch whose labels, attributes or landmarks (``keys``) they should
   show, and the evaluator (one fine-tuned on real data reads the labels by its name map);
 - ``codes``: codes N x D, the factor values of the items and the factor schema;
-- ``sequences``: generated and reference sequence batches (``sequence``, ``length``, ``label``).
+- ``sequences``: generated and reference sequence batches (``sequence``, ``length``, ``label``);
+- ``generator``: a StyleGAN-family model (mapping and synthesis), the evaluator, the number of
+  pairs (the number of scored items), the seed and a progress callback.
+
+Metrics with ``in_all=False`` (aliases, more PPL variants) run only when named.
 
 Every function returns a dict of named floats.
 """
@@ -20,7 +24,7 @@ from typing import Callable
 
 from mien.errors import ConfigError
 from mien.metrics import disentangle as dis
-from mien.metrics import fid, image, pr, sequence
+from mien.metrics import fid, image, ppl, pr, sequence
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Metric:
     fn: Callable[..., dict]
     help: str
     keys: tuple[str, ...] = ()  # batch keys a ``targets`` metric reads
+    in_all: bool = True  # part of ``--metrics all``
 
 
 def _per_class(gf, rf, gc, rc, names) -> dict:
@@ -70,13 +75,40 @@ def _kid(gf, rf, gc, rc, names) -> dict:
     return {"kid_mien": mean, "kid_mien_std": std}
 
 
+def _one_of_pr(key: str, gf, rf) -> dict:
+    return {key: pr.precision_recall(gf, rf)[key]}
+
+
+def _ppl(space: str, sampling: str):
+    def fn(model, evaluator, n, seed, progress=None) -> dict:
+        value = ppl.perceptual_path_length(model, n, space, sampling, evaluator=evaluator, seed=seed, progress=progress)
+        return {f"ppl_{space}_{sampling}": value}
+    return fn
+
+
+def _ppl_end(model, evaluator, n, seed, progress=None) -> dict:
+    out = _ppl("w", "end")(model, evaluator, n, seed, progress)
+    if progress:
+        progress(0, more=n)  # the second space's pairs
+    return {**out, **_ppl("z", "end")(model, evaluator, n, seed, progress)}
+
+
 _ALL = [
     Metric("fid", "distribution", lambda gf, rf, gc, rc, names: {"fid_mien": fid.fid_from_features(gf, rf)},
            "Fréchet distance on evaluator features"),
     Metric("kid", "distribution", _kid, "kernel distance (unbiased MMD^2, cubic kernel) on evaluator features"),
     Metric("pr", "distribution", lambda gf, rf, gc, rc, names: pr.precision_recall(gf, rf),
            "k-NN precision, recall, density, coverage"),
+    Metric("precision", "distribution", lambda gf, rf, gc, rc, names: _one_of_pr("precision", gf, rf),
+           "k-NN precision (the fraction of samples inside the data's manifold; also in pr)", in_all=False),
+    Metric("recall", "distribution", lambda gf, rf, gc, rc, names: _one_of_pr("recall", gf, rf),
+           "k-NN recall (the fraction of data inside the samples' manifold; also in pr)", in_all=False),
     Metric("pr_class", "distribution", _per_class, "precision/recall/density/coverage per evaluator expression class"),
+    Metric("ppl", "generator", _ppl("w", "full"),
+           "perceptual path length in W (lerp, t ~ U(0, 1), eps 1e-4, lpips_mien, 1st-99th percentile filter)"),
+    Metric("ppl_z", "generator", _ppl("z", "full"), "perceptual path length in Z (slerp through the mapping)",
+           in_all=False),
+    Metric("ppl_end", "generator", _ppl_end, "perceptual path length at the path ends, in W and in Z", in_all=False),
     Metric("psnr", "pairs", lambda a, b, ev: {"psnr": image.psnr(a, b)}, "PSNR (dB) of each image to its reference"),
     Metric("ssim", "pairs", lambda a, b, ev: {"ssim": image.ssim(a, b)}, "SSIM of each image to its reference"),
     Metric("lpips", "pairs", lambda a, b, ev: {"lpips_mien": image.lpips_mien(a, b, ev)},
@@ -113,7 +145,7 @@ def resolve(names: str, allowed_needs: set[str], batch_keys=None) -> list[Metric
         return m.needs in allowed_needs and (batch_keys is None or set(m.keys) <= set(batch_keys))
 
     if names.strip() == "all":
-        return [m for m in _ALL if fits(m)]
+        return [m for m in _ALL if m.in_all and fits(m)]
     out = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
         if name not in METRICS:
