@@ -1,7 +1,8 @@
 """Safe output: atomic file writes and writable-folder checks (design.md, Conventions).
 
-Every write goes to a hidden temp file in the target's folder and is moved into place with
-``os.replace``, so a reader sees either the old file or the new one, never half of one. Any
+Every write goes to a hidden temp file in the target's folder (the same file system), is flushed
+to disk (``fsync``) and moved into place with ``os.replace``, then the folder itself is synced, so
+a reader sees either the old file or the new one, never half of one, even after a power loss. Any
 ``OSError`` becomes an :class:`~mien.errors.OutputError` that names the path and the fix; the
 temp file is removed on every failure, interruptions included.
 """
@@ -47,14 +48,30 @@ def ensure_writable_dir(path) -> Path:
     return path
 
 
-def _atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write`` on a temp file beside ``path``, then move it onto ``path``."""
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_with(path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write`` on a temp file beside ``path``, sync it, then move it onto ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         # os.open with mode 0o666 honours the umask, unlike tempfile's private 0o600 files.
         with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):
@@ -62,12 +79,13 @@ def _atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
         if isinstance(e, OSError):
             raise OutputError(_reason(path, e)) from None
         raise
+    _fsync_dir(path.parent)
     return path
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return _atomic_write(path, lambda f: f.write(data))
+    return atomic_write_with(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path, text: str) -> Path:
@@ -77,4 +95,4 @@ def atomic_write_text(path, text: str) -> Path:
 
 def atomic_save_png(image: Image.Image, path) -> Path:
     """Save a PIL image as PNG to ``path`` atomically."""
-    return _atomic_write(path, lambda f: image.save(f, format="PNG"))
+    return atomic_write_with(path, lambda f: image.save(f, format="PNG"))

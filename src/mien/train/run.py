@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -21,30 +21,35 @@ from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from mien.data.source import make_dataset
-from mien.errors import ConfigError
+from mien.errors import ConfigError, MienError
 from mien.io import atomic_write_text
 from mien.models import checkpoint
 from mien.models.base import build_model
 from mien.train.config import RunConfig
 from mien.train.data import ResumableLoader, StepBatchSampler
 from mien.train.module import TrainingModule
+from mien.train.state import StateIO
+
+
+class TrainingError(MienError):
+    """A run ended before reaching train.max_steps."""
 
 
 class ModelFolder(Callback):
     """Every ``every`` steps and at the end: the checkpoint files of the inference weights and
-    Lightning's resumable state ``state/last.ckpt`` (written to a temporary file, then renamed)."""
+    Lightning's resumable state ``state/last.ckpt`` (atomic, through :class:`StateIO`), once the
+    NaN guard has checked the weights (:meth:`TrainingModule.check_kept_weights`)."""
 
     def __init__(self, out: Path, config: dict, meta: dict, every: int):
         self.out, self.config, self.meta, self.every = out, config, meta, every
         self.start = time.time()
 
     def _save(self, trainer, module: TrainingModule):
-        state = self.out / "state" / "last.ckpt"
-        tmp = state.with_name(f".last.ckpt.{os.getpid()}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
+        module.check_kept_weights()
+        trainer.save_checkpoint(self.out / "state" / "last.ckpt", weights_only=False)
+        module.saved_step = module.step
         if trainer.global_rank != 0:
             return
-        os.replace(tmp, state)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         meta = {**self.meta, "steps": module.step, "train_seconds": round(time.time() - self.start, 1),
                 "metrics": metrics, "statistics": module.statistics}
@@ -145,7 +150,7 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
         precision=cfg.train.precision, logger=CSVLogger(out, name="", version=""), callbacks=callbacks,
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
         enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
-        default_root_dir=out)
+        default_root_dir=out, plugins=[StateIO()])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -154,10 +159,26 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
         warnings.filterwarnings("ignore", ".*no pre-optimization state was saved.*")  # we save post-step state
         warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
         earlier = _read_rows(out / "metrics.csv") if resume else []
-        trainer.fit(module, datamodule=data, ckpt_path=str(state) if resume else None)
+        _fit_or_interrupt(trainer, module, data, str(state) if resume else None)
     if earlier and trainer.global_rank == 0:
         _prepend_rows(out / "metrics.csv", earlier)
+    if module.step < cfg.train.max_steps:
+        raise TrainingError(f"training stopped at step {module.step} of train.max_steps={cfg.train.max_steps} "
+                            f"(the data ran out: {len(data.dataset)} items); the checkpoint in {out} is that of step "
+                            f"{module.saved_step}; resume with --resume")
     return out
+
+
+def _fit_or_interrupt(trainer, module, data, ckpt_path) -> None:
+    """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt again (Lightning turns it into
+    ``sys.exit(1)`` and ignores SIGINT from then on)."""
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except SystemExit:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 
