@@ -96,3 +96,50 @@ def atomic_write_text(path, text: str) -> Path:
 def atomic_save_png(image: Image.Image, path) -> Path:
     """Save a PIL image as PNG to ``path`` atomically."""
     return atomic_write_with(path, lambda f: image.save(f, format="PNG"))
+
+
+INCOMPLETE = ".mien-incomplete"  # present in a folder while (or because) its writing did not finish
+
+
+def is_incomplete(folder) -> bool:
+    """Whether ``folder`` is an output whose writing was interrupted (or is still going on)."""
+    return (Path(folder) / INCOMPLETE).exists()
+
+
+@contextlib.contextmanager
+def claim_folder(folder):
+    """Hold ``folder`` exclusively while a set of files is written into it.
+
+    The marker ``INCOMPLETE`` is created and locked (``flock``, released by the system if the
+    process dies); a second writer finds it locked and gets an :class:`OutputError`. The marker is
+    removed only when the body finishes, so an interrupted set of files stays recognisable as
+    incomplete (:func:`is_incomplete`)."""
+    folder = ensure_writable_dir(folder)
+    marker = folder / INCOMPLETE
+    fd = _locked_marker(marker)
+    try:
+        yield folder
+        marker.unlink(missing_ok=True)
+        _fsync_dir(folder)
+    finally:
+        os.close(fd)
+
+
+def _locked_marker(marker: Path) -> int:
+    """Open (creating) ``marker`` and take its exclusive lock, or raise :class:`OutputError`."""
+    import fcntl
+
+    busy = OutputError(f"another mien process is writing {marker.parent}; wait for it to finish or "
+                       "choose another --out")
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_RDWR, 0o666)
+    except OSError as e:
+        raise OutputError(_reason(marker, e)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino != os.stat(marker).st_ino:  # the holder finished and removed it meanwhile
+            raise BlockingIOError
+    except OSError:
+        os.close(fd)
+        raise busy from None
+    return fd
