@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
 
+from mien.config import NonNegativeInt, PositiveInt
+
 DEFAULT_SIZE = 64
 
 
@@ -16,16 +18,16 @@ class DataConfig:
 
     source: str = "world"
     path: str | None = None
-    size: int = DEFAULT_SIZE
-    n: int = 20000
-    seed: int = 0
+    size: PositiveInt = DEFAULT_SIZE
+    n: PositiveInt = 20000
+    seed: NonNegativeInt = 0
     design: str = "iid"
     fixed: dict = field(default_factory=dict)
     ranges: dict = field(default_factory=dict)
-    n_identities: int | None = None
-    frames: list[int] = field(default_factory=lambda: [35, 45])  # sequence lengths (source: sequences)
-    batch_size: int = 64
-    num_workers: int = 0
+    n_identities: PositiveInt | None = None
+    frames: list[PositiveInt] = field(default_factory=lambda: [35, 45])  # sequence lengths (source: sequences)
+    batch_size: PositiveInt = 64
+    num_workers: NonNegativeInt = 0
 
 
 def make_dataset(cfg: DataConfig) -> Dataset:

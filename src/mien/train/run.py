@@ -8,6 +8,7 @@ good checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -21,8 +22,8 @@ from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from mien.data.source import make_dataset
-from mien.errors import ConfigError, MienError
-from mien.io import atomic_write_text
+from mien.errors import ConfigError, MienError, OutputError
+from mien.io import atomic_write_text, ensure_writable_dir
 from mien.models import checkpoint
 from mien.models.base import build_model
 from mien.train.config import RunConfig
@@ -120,13 +121,61 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
     """Train ``cfg`` into ``out_dir``; ``resume`` continues from ``out_dir/state/last.ckpt``.
     ``dataset`` (any map-style data set of sample dicts) replaces the one ``cfg.data`` describes."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file, not a folder; choose another --out")
     state = out / "state" / "last.ckpt"
     if resume and not state.is_file():
         raise ConfigError(f"nothing to resume in {out} (no state/last.ckpt); start the run without --resume")
     if not resume and state.is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    check_trainer_flags(cfg.train)
+    created = not out.exists()
+    ensure_writable_dir(out)
+    try:
+        return _train(cfg, out, resume, progress, dataset)
+    except BaseException:
+        if created:
+            _remove_if_unused(out)
+        raise
+
+
+def check_trainer_flags(train) -> None:
+    """Refuse an unknown or unavailable accelerator, devices, strategy or precision before any work
+    (Lightning checks them when a Trainer is made)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    flags = {k: getattr(train, k) for k in ("accelerator", "devices", "strategy", "num_nodes", "precision")}
+    _quiet_lightning()
+    try:
+        L.Trainer(**flags, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
+        shown = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items())
+        raise ConfigError(f"Lightning refuses {shown}: {str(e).strip().splitlines()[0][:300]}") from None
+
+
+def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):  # keep the console to mien's own lines and the bar
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _remove_if_unused(out: Path) -> None:
+    """After a failed first run: remove the run folder if nothing of value is in it (empty folders
+    and Lightning's hparams.yaml only); a folder with any other file is left as it is."""
+    leftovers = [p for p in out.rglob("*") if p.is_file() and p.name != "hparams.yaml"]
+    if leftovers:
+        return
+    for p in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            p.unlink() if p.is_file() else p.rmdir()
+    with contextlib.suppress(OSError):
+        out.rmdir()
+
+
+def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, dataset) -> Path:
+    """The body of :func:`fit` once its checks have passed."""
+    state = out / "state" / "last.ckpt"
+    _quiet_lightning()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = _Data(cfg, dataset)
     model = build_model(cfg.model, data=data.dataset)
