@@ -112,9 +112,13 @@ def load_yaml(path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass a YAML file or a preset name such as vae/tiny")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, ValueError):
+        raise ConfigError(f"{path} is not a text file; pass a YAML config") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror or e}); check the path and its permissions") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, train:)")
     return data
@@ -177,8 +181,9 @@ def _coerce(tp, value, key: str):
     args = typing.get_args(tp)
     if origin is Annotated:
         ranges = [a for a in tp.__metadata__ if isinstance(a, Range)]
-        value = _coerce(args[0], value, key)
-        return ranges[0].parse(value, key) if ranges and value is not None else value
+        if ranges and value is not None:
+            return ranges[0].parse(value, key)
+        return _coerce(args[0], value, key)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
