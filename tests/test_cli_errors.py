@@ -72,6 +72,16 @@ def bad_values(number: Number) -> list[str]:
     return values
 
 
+def bad_outputs(check) -> list[tuple[str, str]]:
+    """Outputs that cannot be written: under a file, a file for a folder, a folder for a file."""
+    bad = [("under a file", f"{__file__}/out")]
+    if check.output_folder is True:
+        bad.append(("an existing file", __file__))
+    if check.output_folder is False:
+        bad.append(("an existing folder", str(Path(__file__).parent)))
+    return bad
+
+
 def cases() -> list[tuple[str, list[str]]]:
     out = []
     for words, function in VERBS:
@@ -85,6 +95,9 @@ def cases() -> list[tuple[str, list[str]]]:
                 out += [(f"{label}: {flag(name, info)} {v}", [*words, *filled, flag(name, info), v])
                         for v in bad_values(info.parser)]
                 out.append((f"{label}: {flag(name, info)} without a value", [*words, *filled, flag(name, info)]))
+            if isinstance(info, OptionInfo) and hasattr(info.callback, "output_folder"):
+                out += [(f"{label}: {flag(name, info)} {why}", [*words, *filled, flag(name, info), v])
+                        for why, v in bad_outputs(info.callback)]
     out.append(("unknown verb", ["no-such-verb"]))
     groups = sorted({words[0] for words, _ in VERBS if len(words) > 1})
     out += [(f"{g}: unknown sub-command", [g, "no-such-verb"]) for g in groups]
@@ -110,6 +123,9 @@ def test_the_table_covers_every_verb_and_every_number_option():
             if isinstance(info, OptionInfo) and p.annotation in (int, float, "int", "float")
             and not isinstance(info.parser, Number)]
     assert not bare, f"number options without a validated range: {bare}"
+    unchecked = [f"{' '.join(w)} {name}" for w, f in VERBS for name, p, info in declared(f)
+                 if isinstance(info, OptionInfo) and name == "out" and not hasattr(info.callback, "output_folder")]
+    assert not unchecked, f"--out options not declared with mien.cli.options.output: {unchecked}"
     assert len(CASES) > 300
 
 

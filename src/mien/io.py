@@ -143,3 +143,22 @@ def _locked_marker(marker: Path) -> int:
         os.close(fd)
         raise busy from None
     return fd
+
+
+def check_output_path(path, folder: bool | None = None) -> Path:
+    """Refuse, before any work, an output that cannot be written: a folder given for a file
+    (``folder=False``), a file given for a folder (``folder=True``; None: either), a location under
+    a file, or one whose nearest existing folder is not writable. Nothing is created."""
+    path = Path(path)
+    if folder is True and path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file, not a folder; choose another --out")
+    if folder is False and path.is_dir():
+        raise OutputError(f"{path} is a folder; give --out a file name")
+    base = path if path.is_dir() else path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise OutputError(f"cannot write {path}: {base} is a file, not a folder; choose another --out")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise OutputError(_reason(path, PermissionError(errno.EACCES, "Permission denied")))
+    return path

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
-from mien.cli.options import NON_NEGATIVE_INT, POSITIVE_INT, option
+from mien.cli.options import NON_NEGATIVE_INT, POSITIVE_INT, option, output
 
 from mien.data.world import WorldDataset, WorldSequenceDataset
 from mien.errors import ConfigError
@@ -17,7 +17,7 @@ app = typer.Typer(help="Make, export and look at data sets.", no_args_is_help=Tr
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., help="Folder to write (images/, metadata.csv, factors.json)."),
+    out: Path = output(..., folder=True, help="Folder to write (images/, metadata.csv, factors.json)."),
     n: int = option(1000, POSITIVE_INT, help="Number of faces (default for factorial: all its cells)."),
     size: int = option(64, POSITIVE_INT, help="Image size in pixels, 32..256."),
     seed: int = option(0, NON_NEGATIVE_INT, help="Random seed; the same seed gives the same data."),
@@ -47,7 +47,7 @@ def _sequence_arrays(n: int, seed: int) -> dict:
 def show(
     source: str = typer.Argument(..., help="A data folder, or 'world'."),
     n: int = option(64, POSITIVE_INT, help="Number of images."),
-    out: Path = typer.Option(Path("grid.png"), help="PNG file to write."),
+    out: Path = output(Path("grid.png"), folder=False, help="PNG file to write."),
     landmarks: bool = typer.Option(False, "--landmarks", help="Overlay the 68 landmarks."),
     size: int = option(64, POSITIVE_INT, help="Image size for the world (folders: resize to this)."),
     seed: int = option(0, NON_NEGATIVE_INT, help="Seed for the world."),

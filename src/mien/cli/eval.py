@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from mien.cli.options import NON_NEGATIVE_INT, POSITIVE_INT, option
+from mien.cli.options import NON_NEGATIVE_INT, POSITIVE_INT, option, output
 
 app = typer.Typer(help="Score a checkpoint or a folder of images with mien's metrics.", no_args_is_help=True)
 
@@ -54,7 +54,7 @@ def ckpt(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
          seed: int = option(12345, NON_NEGATIVE_INT, help="World seed of the scored faces (default: unseen faces) and sampling seed."),
          batch_size: int = option(250, POSITIVE_INT, help="Images per batch."),
          evaluator: Path = typer.Option(None, help="Evaluator weights folder (default: the shipped one)."),
-         out: Path = typer.Option(Path("metrics.json"), help="JSON file to write.")):
+         out: Path = output(Path("metrics.json"), folder=False, help="JSON file to write.")):
     """Score any mien checkpoint: samples vs data (fid, kid, pr), reconstructions vs inputs
     (psnr, ssim, lpips, csim, expr_acc, attr_acc, nme) and codes vs world factors (disentanglement)."""
     import mien
@@ -87,7 +87,7 @@ def images(gen_dir: Path = typer.Argument(..., help="Folder of generated (or edi
            size: int = option(64, POSITIVE_INT, help="Size the images are resized to (the evaluator's: 32 or 64)."),
            batch_size: int = option(250, POSITIVE_INT, help="Images per batch."),
            evaluator: Path = typer.Option(None, help="Evaluator weights folder (default: the shipped one)."),
-           out: Path = typer.Option(Path("metrics.json"), help="JSON file to write.")):
+           out: Path = output(Path("metrics.json"), folder=False, help="JSON file to write.")):
     """Score the images of any generator against reference images."""
     from mien.data.folder import FolderDataset
     from mien.metrics.evaluate import dataset_batches, evaluate_images

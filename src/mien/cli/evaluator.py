@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mien.cli.options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option
+from mien.cli.options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option, output
 
 app = typer.Typer(help="Train mien's evaluator networks (image CNN, landmark-sequence classifier).",
                   no_args_is_help=True)
@@ -44,7 +44,7 @@ def train(size: int = option(64, POSITIVE_INT, help="Image size in pixels (32, 6
           lr: float = option(2e-3, POSITIVE, help="Peak learning rate (AdamW, warm-up then cosine decay)."),
           sex_weight: float = option(4.0, NON_NEGATIVE, help="Weight of the sex label against the other attributes."),
           init: Path = typer.Option(None, help="Start from this evaluator folder (a second training stage)."),
-          out: Path = typer.Option(None, help="Checkpoint folder to write (default: evaluator-SIZE)."),
+          out: Path = output(None, folder=True, help="Checkpoint folder to write (default: evaluator-SIZE)."),
           progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
     """Train the image evaluator on world faces (a mien checkpoint folder with held-out scores).
     The shipped 64-px weights: `--steps 4000 --sex-weight 1 --out A`, then
@@ -59,7 +59,7 @@ def train(size: int = option(64, POSITIVE_INT, help="Image size in pixels (32, 6
 @app.command("train-sequence")
 def train_sequence(steps: int = option(1500, POSITIVE_INT, help="Training steps (each a fresh batch of sequences)."),
                    seed: int = option(0, NON_NEGATIVE_INT, help="World and initialisation seed."),
-                   out: Path = typer.Option(Path("sequence-classifier"), help="Checkpoint folder to write."),
+                   out: Path = output(Path("sequence-classifier"), folder=True, help="Checkpoint folder to write."),
                    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
     """Train the landmark-sequence classifier (LSTM + linear, Zou §3.6) on world sequences."""
     from mien.evaluator.recipes import sequence_recipe

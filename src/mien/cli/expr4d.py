@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mien.cli.options import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option
+from mien.cli.options import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option, output
 
 app = typer.Typer(help="4D facial expression diffusion (Zou ch. 3): controlled sampling.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def sample(
     passes: int = option(None, NON_NEGATIVE_INT, help="Harmonisation passes of Alg. 4 (default: the model's, 5)."),
     clip_x0: float = option(None, POSITIVE, help="Clamp each step's predicted x0 to +-this many standard units "
                                              "(default: the model's model.clip_x0)."),
-    out: Path = typer.Option(Path("expr4d-samples"), help="Output folder."),
+    out: Path = output(Path("expr4d-samples"), folder=True, help="Output folder."),
     video: str = typer.Option("gif", help="Animation format: gif or mp4."),
     size: int = option(64, POSITIVE_INT, help="Pixel size of the rendered animation frames."),
 ):

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import typer
 
-from mien.cli.options import FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option
+from mien.cli.options import FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option, output
 
 
 def _load(ckpt: Path):
@@ -40,7 +40,7 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
            steps: int = option(None, POSITIVE_INT, help="Sampler steps (diffusion)."),
            eta: float = option(None, NON_NEGATIVE, help="0 = DDIM, 1 = DDPM (diffusion)."),
            per_class: int = option(0, NON_NEGATIVE_INT, "--per-class", help="Instead of --n: this many samples of every class, a row each."),
-           out: Path = typer.Option(Path("samples.png"), help="PNG grid to write (sequence models: a folder)."),
+           out: Path = output(Path("samples.png"), folder=None, help="PNG grid to write (sequence models: a folder)."),
            size: int = option(64, POSITIVE_INT, help="Pixel size of rendered sequence frames (sequence models).")):
     """Draw samples of any family: images as a PNG grid, landmark sequences as animations."""
     from mien.errors import ConfigError
@@ -84,7 +84,7 @@ def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
          guidance: float = option(4.0, FINITE, help="Classifier-free guidance scale gamma of the regeneration."),
          steps: int = option(40, POSITIVE_INT, help="DDIM steps over [0, t0]."),
          seed: int = option(12345, NON_NEGATIVE_INT, help="World seed for the default face."),
-         out: Path = typer.Option(Path("edited.png"), help="PNG (input | edit) to write.")):
+         out: Path = output(Path("edited.png"), folder=False, help="PNG (input | edit) to write.")):
     """Emotion editing by DDIM inversion and guided regeneration (Pikoulis §4.4)."""
     from mien.control.invert import edit as edit_image
     from mien.report.grid import save_grid
@@ -125,7 +125,7 @@ def reconstruct(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
                 data: str = typer.Option("world", help="'world' or an image folder."),
                 n: int = option(16, POSITIVE_INT, help="Number of images."),
                 seed: int = option(12345, NON_NEGATIVE_INT, help="World seed (default: unseen faces)."),
-                out: Path = typer.Option(Path("reconstructions.png"), help="PNG grid to write.")):
+                out: Path = output(Path("reconstructions.png"), folder=False, help="PNG grid to write.")):
     """Inputs (top row of each pair) and their reconstructions (below)."""
     from mien.report.grid import save_grid
 
@@ -148,7 +148,7 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
              index: int = option(0, NON_NEGATIVE_INT, help="Which world/folder image gives the base code."),
              data: str = typer.Option("world", help="'world' or an image folder."),
              seed: int = option(12345, NON_NEGATIVE_INT, help="World seed."),
-             out: Path = typer.Option(Path("traversal.png"), help="PNG grid to write.")):
+             out: Path = output(Path("traversal.png"), folder=False, help="PNG grid to write.")):
     """One row per latent dimension, that dimension swept while the others keep the image's code."""
     from mien.control.direction import traverse as sweep_along
     from mien.control.directions import AxisDirection, dimension_labels
@@ -181,7 +181,7 @@ def interpolate(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
                 steps: int = option(10, POSITIVE_INT, help="Images along the path."),
                 data: str = typer.Option("world", help="'world' or an image folder."),
                 seed: int = option(12345, NON_NEGATIVE_INT, help="World seed."),
-                out: Path = typer.Option(Path("interpolation.png"), help="PNG strip to write.")):
+                out: Path = output(Path("interpolation.png"), folder=False, help="PNG strip to write.")):
     """Decode codes along the path between the codes of two images."""
     from mien.control.direction import render
     from mien.control.interpolate import interpolate as path
