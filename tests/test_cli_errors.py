@@ -183,6 +183,7 @@ def test_an_os_error_is_one_line(monkeypatch, capsys):
     (["train.max_steps=0"], "train.max_steps must be an integer >= 1"),
     (["train.max_steps=-5"], "train.max_steps must be an integer >= 1"),
     (["train.save_every=-1"], "train.save_every must be an integer >= 0"),
+    (["model.widthz=3"], "unknown key model.widthz"),  # fails after the run folder is made
 ])
 def test_train_refuses_bad_flags_and_values_before_any_work(extra, says, tmp_path, capsys):
     out = tmp_path / "run"
