@@ -49,6 +49,16 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 9_176 + rank * 7_919) % (2**63 - 1)
 
 
+def seed_device(seed: int, device: torch.device) -> None:
+    """Seed the CPU generator and that of ``device`` only: ``torch.manual_seed`` also seeds every
+    CUDA, XPU and MTIA device, about 1.7 ms a step on a machine without any."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+
+
 def lazy_ratio(phases: list[Phase], group: str) -> float:
     """c = k / (k + 1) for the lazy phase of period k on ``group`` (1 when there is none)."""
     periods = {p.every for p in phases if p.group == group and p.lazy}
@@ -118,7 +128,7 @@ class TrainingModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         step = self.step
         self.last_batch = batch
-        torch.manual_seed(step_seed(self.cfg.seed, step, self.global_rank))
+        seed_device(step_seed(self.cfg.seed, step, self.global_rank), self.device)
         optimisers, logged = self._optimisers(), {}
         for phase in self.phases:
             if step % phase.every:
@@ -186,12 +196,24 @@ class TrainingModule(L.LightningModule):
                 b.copy_(buffers[n])
 
     def _log(self, logged: dict, batch, step: int) -> None:
+        """Log the losses on the steps whose values are written (Lightning's logging steps, the
+        saving steps, the last step), or every step when a progress bar shows them; the other
+        terms every ``log_every`` steps. Lightning's ``log`` costs about 1.5 ms a call."""
+        if not (self._losses_read(step) or self.trainer.progress_bar_callback is not None):
+            return
         n = _batch_size(batch)
         losses = {k: v.float().mean() for k, v in logged.items() if k == "loss" or k.startswith("loss_")}
         self.log_dict(losses, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
         if step % max(1, self.cfg.log_every) == 0 or step + 1 == self.cfg.max_steps:
             rest = {k: v.float().mean() for k, v in logged.items() if k not in losses}
             self.log_dict(rest, prog_bar=False, on_step=True, on_epoch=False, batch_size=n)
+
+    def _losses_read(self, step: int) -> bool:
+        """Whether the losses of ``step`` reach metrics.csv, meta.json or the NaN guard's caller."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        written = getattr(connector, "should_update_logs", True)
+        saved = self.cfg.save_every and (step + 1) % self.cfg.save_every == 0
+        return bool(written or saved or step + 1 >= self.cfg.max_steps or step % max(1, self.cfg.log_every) == 0)
 
     @torch.no_grad()
     def _update_ema(self, decay: float):
