@@ -204,7 +204,7 @@ def test_cli_sample_writes_outputs_and_one_line_errors(trained, tmp_path, capsys
     for args, message in [(("--known", tmp_path / "missing.npy", "--fill", "end"), "does not exist"),
                           (("--label", "grumpy"), "unknown expression label"),
                           (("--label", "happy", "--frames", 10), "outside the trained range"),
-                          (("--clip-x0", -1), "clip_x0 must be a positive number")]:
+                          (("--clip-x0", -1), "'--clip-x0': must be a finite number > 0")]:
         code, err = cli("expr4d", "sample", trained, *args, "--out", tmp_path / "e")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 

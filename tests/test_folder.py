@@ -284,7 +284,26 @@ def test_interrupted_export_leaves_no_metadata(exported):
     with pytest.raises(KeyboardInterrupt):
         export_samples(stream(), SCHEMA, out, progress=False)
     assert not (out / "metadata.csv").exists()
-    assert not [p for p in out.rglob(".*")]
+    assert [p.name for p in out.rglob(".*")] == [".mien-incomplete"]  # no temp file, the marker only
+    with pytest.raises(DataError, match="incomplete mien export"):  # before, read as a plain folder
+        FolderDataset(out)
+    export_samples(make_samples(3), SCHEMA, out, progress=False)  # exporting again completes it
+    assert len(FolderDataset(out)) == 3 and not (out / ".mien-incomplete").exists()
+
+
+def test_two_exports_into_one_folder_cannot_mix(tmp_path):
+    """Issue 20 item 3: two concurrent exports into one folder both succeeded and left images that
+    disagree with metadata.csv. The folder is claimed: the second writer is refused."""
+    from mien.io import claim_folder
+
+    out = tmp_path / "data"
+    with claim_folder(out):  # another writer holds the folder (its lock, as another process's would be)
+        with pytest.raises(OutputError, match="another mien process is writing"):
+            export_samples(make_samples(2), SCHEMA, out, progress=False)
+        with pytest.raises(DataError, match="incomplete"):
+            FolderDataset(out)
+    export_samples(make_samples(2), SCHEMA, out, progress=False)
+    assert len(FolderDataset(out)) == 2
 
 
 def test_export_rejects_bad_samples(tmp_path):

@@ -82,3 +82,25 @@ def test_written_file_honours_umask(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "t.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_atomic_writes_sync_the_file_before_the_rename(tmp_path, monkeypatch):
+    """Issue 20 item 5: a rename without fsync can lose the file on a power loss."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(mio.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(mio.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    mio.atomic_write_text(tmp_path / "a.txt", "x")
+    assert events[:2] == ["fsync", "replace"] and events.count("fsync") == 2  # the file, then its folder
+
+
+def test_check_output_path_refuses_what_cannot_be_written_and_creates_nothing(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        mio.check_output_path(tmp_path / "file", folder=True)
+    with pytest.raises(OutputError, match="is a folder"):
+        mio.check_output_path(tmp_path, folder=False)
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        mio.check_output_path(tmp_path / "file" / "deeper" / "x.png")
+    assert mio.check_output_path(tmp_path / "new" / "deeper" / "x.png") == tmp_path / "new" / "deeper" / "x.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

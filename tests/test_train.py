@@ -55,6 +55,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
 @dataclass
 class ExplodingConfig(ImageConfig):
     explode_at: int = 7
+    poison_at: int = -1  # the loss stays finite but its gradient is NaN (the update breaks the weights)
+    interrupt_at: int = -1
 
 
 @register("exploding_test", ExplodingConfig)
@@ -70,13 +72,24 @@ class Exploding(GenerativeModel):
         loss = ((self.lin(x) - x) ** 2).mean()
         if step >= self.config.explode_at:
             loss = loss * float("nan")
+        if step == self.config.poison_at:
+            w = self.lin.weight[0, 0]
+            loss = loss + (w - w.detach()).abs().sqrt()  # value 0, gradient inf * 0 = NaN
+        if step == self.config.interrupt_at:
+            raise KeyboardInterrupt
         return {"loss": loss}
+
+
+def exploding(steps=20, save_every=5, lr=1e-3, **model):
+    cfg = tiny(steps=steps, save_every=save_every, lr=lr)
+    cfg.model = {"name": "exploding_test", "image_size": 32, **model}
+    return cfg
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = tiny(steps=20)
     cfg.model = {"name": "exploding_test", "image_size": 32}
-    with pytest.raises(NonFiniteLoss, match="step 7.*last good checkpoint"):
+    with pytest.raises(NonFiniteLoss, match=r"step 7.*last good checkpoint \(step 5\).*--resume"):
         fit(cfg, tmp_path / "run", progress=False)
     meta = mien.models.checkpoint.read_meta(tmp_path / "run")
     assert meta["steps"] == 5
@@ -155,7 +168,7 @@ def test_bad_configs_and_checkpoints_give_clear_errors(tmp_path):
         build_model({"name": "vae", "widthz": [8]})
     with pytest.raises(ConfigError, match="unknown key train.max_step for"):
         run_config({"model": {"name": "vae"}, "train": {"max_step": 3}})
-    with pytest.raises(ConfigError, match="must be a number"):
+    with pytest.raises(ConfigError, match="train.lr must be a finite number > 0, got 'fast'"):
         run_config({"model": {"name": "vae"}, "train": {"lr": "fast"}})
     with pytest.raises(ConfigError, match="unknown model"):
         build_model({"name": "gan9000"})
@@ -311,3 +324,123 @@ def test_engine_reshuffles_at_each_epoch(tmp_path):
     epochs = [data.seen[:6], data.seen[6:12]]
     assert all(sorted(sum(e, [])) == list(range(96)) for e in epochs)
     assert epochs[0] != epochs[1]
+
+
+def test_nan_guard_never_keeps_weights_broken_by_an_update(tmp_path):
+    """Issue 20 item 4: the loss of step 9 is finite, its update makes the weights NaN; the save
+    after step 9 must not keep them (before, meta.json said 10 steps and the weights were NaN)."""
+    with pytest.raises(NonFiniteLoss, match="weight lin.weight became non-finite.*step 5"):
+        fit(exploding(explode_at=100, poison_at=9), tmp_path / "run", progress=False)
+    assert mien.models.checkpoint.read_meta(tmp_path / "run")["steps"] == 5
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
+
+
+def test_nan_guard_checks_the_loss_of_kept_weights_and_says_when_nothing_was_saved(tmp_path):
+    """lr 1e30: step 0's loss is finite, its update gives finite but huge weights whose loss is inf;
+    they are not kept, and the message does not claim a checkpoint that was never written."""
+    with pytest.raises(NonFiniteLoss, match="after step 0 give a non-finite loss.*no checkpoint was saved"):
+        fit(exploding(steps=3, save_every=1, lr=1e30, explode_at=100), tmp_path / "a", progress=False)
+    assert not (tmp_path / "a" / "model.safetensors").exists()
+    with pytest.raises(NonFiniteLoss, match="step 3.*no checkpoint was saved before it"):
+        fit(exploding(explode_at=3), tmp_path / "b", progress=False)
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+
+
+def test_resume_applies_the_new_optimiser_settings(tmp_path):
+    """The advice "lower train.lr and resume" works: the resumed optimiser uses the new lr, betas
+    and weight decay (the state file holds the old ones)."""
+    from mien.train.state import read_state
+
+    fit(tiny(steps=5), tmp_path / "run", progress=False)
+    fit(tiny(steps=7, lr=5e-4, betas=[0.5, 0.9], weight_decay=0.01), tmp_path / "run", resume=True, progress=False)
+    [group] = read_state(tmp_path / "run" / "state" / "last.ckpt")["optimizer_states"][0]["param_groups"]
+    assert group["lr"] == 5e-4 and tuple(group["betas"]) == (0.5, 0.9) and group["weight_decay"] == 0.01
+
+
+class Planted:
+    """An object whose unpickling creates a file: what a hostile state file would run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_resume_never_unpickles_code_and_reports_bad_state_in_one_line(tmp_path, monkeypatch):
+    """Issue 20 item 2: with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 a planted pickle ran on resume."""
+    out = fit(tiny(steps=2), tmp_path / "run", progress=False)
+    state = out / "state" / "last.ckpt"
+    good = state.read_bytes()
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    torch.save({"mien": {"step": 0}, "payload": Planted(marker)}, state)
+    with pytest.raises(DataError, match="could run code"):
+        fit(tiny(steps=4), out, resume=True, progress=False)
+    assert not marker.exists()
+    for bad, says in [(good[: len(good) // 2], "corrupt or truncated"), (b"\x00garbage" * 10, "corrupt"),
+                      (b"", "corrupt")]:
+        state.write_bytes(bad)
+        with pytest.raises(DataError, match=says):
+            fit(tiny(steps=4), out, resume=True, progress=False)
+
+
+def test_full_disk_while_saving_keeps_the_previous_state_and_resume_works(tmp_path, monkeypatch):
+    """Fault injection: the second state save fills the disk half-way. The step-5 state survives
+    whole under its name, no temp file is left, and resuming finishes the run."""
+    import errno
+
+    from mien.errors import OutputError
+    from mien.train import state as state_module
+    from mien.train.state import read_state
+
+    saves, real_save = [], torch.save
+
+    def failing_save(obj, f):
+        saves.append(1)
+        if len(saves) == 2:
+            f.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, f)
+
+    monkeypatch.setattr(state_module.torch, "save", failing_save)
+    with pytest.raises(OutputError, match="disk full"):
+        fit(tiny(steps=12), tmp_path / "run", progress=False)
+    monkeypatch.setattr(state_module.torch, "save", real_save)
+    folder = tmp_path / "run" / "state"
+    assert [p.name for p in folder.iterdir()] == ["last.ckpt"]
+    assert read_state(folder / "last.ckpt")["mien"]["step"] == 5
+    fit(tiny(steps=12), tmp_path / "run", resume=True, progress=False)
+    assert mien.models.checkpoint.read_meta(tmp_path / "run")["steps"] == 12
+
+
+def test_resume_on_another_process_count_says_what_to_do(tmp_path):
+    """A 2-process run resumed on 1 process trained nothing and printed "checkpoint written"."""
+    from mien.train.state import read_state
+
+    out = fit(tiny(steps=5), tmp_path / "run", progress=False)
+    path = out / "state" / "last.ckpt"
+    state = read_state(path)
+    state["mien"]["world_size"] = 2
+    torch.save(state, path)
+    with pytest.raises(ConfigError, match="trained on 2 process.*resume with the same --devices"):
+        fit(tiny(steps=8), out, resume=True, progress=False)
+
+
+def test_fit_checks_that_it_reached_max_steps(tmp_path, monkeypatch):
+    from mien.train import run
+    from mien.train.run import TrainingError
+
+    monkeypatch.setattr(run, "_epochs", lambda cfg, n: 1)  # 8 batches an epoch, 12 steps asked
+    with pytest.raises(TrainingError, match="stopped at step 8 of train.max_steps=12"):
+        fit(tiny(steps=12), tmp_path / "run", progress=False)
+
+
+def test_ctrl_c_during_training_is_a_keyboard_interrupt_and_keeps_the_checkpoint(tmp_path):
+    """Lightning turns Ctrl-C into sys.exit(1); fit raises KeyboardInterrupt again (the CLI says so, exit 130)."""
+    import signal
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(exploding(explode_at=100, interrupt_at=7), tmp_path / "run", progress=False)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert mien.models.checkpoint.read_meta(tmp_path / "run")["steps"] == 5

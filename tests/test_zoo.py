@@ -56,3 +56,32 @@ def test_shipped_arvae_dimensions_follow_their_attributes(tmp_path):
         z = model.encode(batch["image"])
     for i, name in enumerate(model.config.attributes):
         assert spearmanr(z[:, i], batch["factors"][name]).statistic > 0.9, name
+
+
+def test_get_never_removes_or_overwrites_user_files(ckpt, tmp_path, monkeypatch):
+    """Issue 20 item 1: `zoo get --out DIR` once emptied DIR (and `--out .` the current folder)."""
+    from mien.errors import OutputError
+
+    root = tmp_path / "zoo"
+    monkeypatch.setattr(zoo, "ZOO", root)
+    zoo.publish(ckpt, "tiny-vae", "configs/vae/tiny.yaml", root=root)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(OutputError, match="not empty.*thesis.tex"):
+        zoo.get("tiny-vae", mine)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    monkeypatch.chdir(mine)
+    with pytest.raises(OutputError, match="not empty"):
+        zoo.get("tiny-vae", ".")
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    with pytest.raises(OutputError, match="not empty"):  # a trained checkpoint is the user's too
+        zoo.get("tiny-vae", ckpt)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        zoo.get("tiny-vae", tmp_path / "file")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert mien.load(zoo.get("tiny-vae", empty)) is not None
+    assert mien.load(zoo.get("tiny-vae", empty)) is not None  # an earlier zoo copy is brought up to date
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -5,13 +5,85 @@ the valid ones."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 
 from mien.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """One validated number type: integers or finite floats within [low, high] (an open end with
+    ``low_open``/``high_open``). Config fields take it as ``Annotated[int, POSITIVE_INT]`` (or the
+    aliases below) and the CLI options through ``mien.cli.options.option``; both read every
+    spelling a user types (``1e-4``, ``.5``, ``3``) and refuse NaN, inf and values out of range."""
+
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        """E.g. 'an integer >= 1' or 'a finite number in [0, 1)'."""
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            return f"{what} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<' if self.high_open else '<='} {self.high:g}"
+        return what
+
+    def parse(self, value, key: str):
+        """``value`` (a number or its text) as ``kind`` within the range, or a ConfigError naming ``key``."""
+        bad = ConfigError(f"{key} must be {self.describe()}, got {value!r}")
+        number = _number(value, self.kind)
+        if number is None or not math.isfinite(number):
+            raise bad
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            raise bad
+        if self.high is not None and (number > self.high or (self.high_open and number == self.high)):
+            raise bad
+        return number
+
+
+def _number(value, kind: type):
+    """``value`` as an int or a float (texts parsed as Python reads numbers), or None if it is none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()) if kind is float else int(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)):
+        return None
+    if kind is int:
+        return int(value) if math.isfinite(value) and float(value) == int(value) else None
+    return float(value)
+
+
+POSITIVE_INT = Range(int, 1)
+NON_NEGATIVE_INT = Range(int, 0)
+FINITE = Range(float)
+POSITIVE = Range(float, 0, low_open=True)
+NON_NEGATIVE = Range(float, 0)
+PROBABILITY = Range(float, 0, 1)
+UNIT_OPEN = Range(float, 0, 1, high_open=True)  # [0, 1): Adam's betas, decay rates
+
+PositiveInt = Annotated[int, POSITIVE_INT]
+NonNegativeInt = Annotated[int, NON_NEGATIVE_INT]
+Finite = Annotated[float, FINITE]
+Positive = Annotated[float, POSITIVE]
+NonNegative = Annotated[float, NON_NEGATIVE]
+Probability = Annotated[float, PROBABILITY]
+UnitOpen = Annotated[float, UNIT_OPEN]
 
 
 PRESETS = Path(__file__).resolve().parent / "configs"  # shipped in the package (design.md, Layout)
@@ -40,9 +112,13 @@ def load_yaml(path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass a YAML file or a preset name such as vae/tiny")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, ValueError):
+        raise ConfigError(f"{path} is not a text file; pass a YAML config") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror or e}); check the path and its permissions") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, train:)")
     return data
@@ -84,7 +160,7 @@ def to_dict(obj) -> dict:
 def from_dict(cls, data: dict | None, where: str = ""):
     """Build dataclass ``cls`` from a dict, recursing into dataclass fields and checking types."""
     data = dict(data or {})
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -96,9 +172,18 @@ def from_dict(cls, data: dict | None, where: str = ""):
         raise ConfigError(f"bad {where.rstrip('.') or cls.__name__} config: {e}") from None
 
 
+def _not_a_number(key: str, value):
+    raise ConfigError(f"{key} must be a number, got {value!r}")
+
+
 def _coerce(tp, value, key: str):
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:
+        ranges = [a for a in tp.__metadata__ if isinstance(a, Range)]
+        if ranges and value is not None:
+            return ranges[0].parse(value, key)
+        return _coerce(args[0], value, key)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -131,12 +216,12 @@ def _coerce(tp, value, key: str):
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if tp in (int, float):
+    if tp is float:  # every float of a config is finite; '1e-4' (a string to YAML 1.1) is a float
+        return FINITE.parse(value, key) if _number(value, float) is not None else _not_a_number(key, value)
+    if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
-        if tp is int and float(value) != int(value):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return tp(value)
+        return Range(int).parse(value, key)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")

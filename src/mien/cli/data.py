@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 import typer
 
+from mien.cli.options import NON_NEGATIVE_INT, POSITIVE_INT, option, output
+
 from mien.data.world import WorldDataset, WorldSequenceDataset
 from mien.errors import ConfigError
 
@@ -15,12 +17,12 @@ app = typer.Typer(help="Make, export and look at data sets.", no_args_is_help=Tr
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., help="Folder to write (images/, metadata.csv, factors.json)."),
-    n: int = typer.Option(1000, help="Number of faces (default for factorial: all its cells)."),
-    size: int = typer.Option(64, help="Image size in pixels, 32..256."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives the same data."),
+    out: Path = output(..., folder=True, help="Folder to write (images/, metadata.csv, factors.json)."),
+    n: int = option(1000, POSITIVE_INT, help="Number of faces (default for factorial: all its cells)."),
+    size: int = option(64, POSITIVE_INT, help="Image size in pixels, 32..256."),
+    seed: int = option(0, NON_NEGATIVE_INT, help="Random seed; the same seed gives the same data."),
     design: str = typer.Option("iid", help="iid, factorial or correlated."),
-    sequences: int = typer.Option(0, help="Also write this many 4D landmark sequences to sequences.npz."),
+    sequences: int = option(0, NON_NEGATIVE_INT, help="Also write this many 4D landmark sequences to sequences.npz."),
 ):
     """Export world faces in the standard image-folder layout."""
     from mien.data.folder import export_samples
@@ -44,12 +46,12 @@ def _sequence_arrays(n: int, seed: int) -> dict:
 @app.command()
 def show(
     source: str = typer.Argument(..., help="A data folder, or 'world'."),
-    n: int = typer.Option(64, help="Number of images."),
-    out: Path = typer.Option(Path("grid.png"), help="PNG file to write."),
+    n: int = option(64, POSITIVE_INT, help="Number of images."),
+    out: Path = output(Path("grid.png"), folder=False, help="PNG file to write."),
     landmarks: bool = typer.Option(False, "--landmarks", help="Overlay the 68 landmarks."),
-    size: int = typer.Option(64, help="Image size for the world (folders: resize to this)."),
-    seed: int = typer.Option(0, help="Seed for the world."),
-    scale: int = typer.Option(2, help="Integer upscaling of the grid."),
+    size: int = option(64, POSITIVE_INT, help="Image size for the world (folders: resize to this)."),
+    seed: int = option(0, NON_NEGATIVE_INT, help="Seed for the world."),
+    scale: int = option(2, POSITIVE_INT, help="Integer upscaling of the grid."),
 ):
     """Draw a grid of images, optionally with their landmarks."""
     from mien.data.folder import FolderDataset

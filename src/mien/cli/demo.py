@@ -7,11 +7,13 @@ from pathlib import Path
 
 import typer
 
+from mien.cli.options import NON_NEGATIVE_INT, option, output
 
-def demo(out: Path = typer.Option(Path("out/demo"), help="Output folder (index.html and the stage folders)."),
+
+def demo(out: Path = output(Path("out/demo"), folder=True, help="Output folder (index.html and the stage folders)."),
          preset: str = typer.Option("small", help="small: the zoo's models and recipes; tiny: seconds-long "
                                                   "trainings (tests)."),
-         seed: int = typer.Option(0, help="Random seed of the trainings, samples and test faces."),
+         seed: int = option(0, NON_NEGATIVE_INT, help="Random seed of the trainings, samples and test faces."),
          train_from_scratch: bool = typer.Option(False, "--train-from-scratch",
                                                  help="Train the small models from their zoo recipes instead of "
                                                       "loading the shipped checkpoints (hours on a 2-core CPU)."),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from mien.cli.options import NON_NEGATIVE_INT, POSITIVE_INT, option, output
+
 app = typer.Typer(help="Score a checkpoint or a folder of images with mien's metrics.", no_args_is_help=True)
 
 _METRICS_HELP = "Comma-separated metric names (fid,kid,pr,precision,recall,pr_class,ppl,ppl_z,ppl_end,psnr,ssim,lpips,csim,expr_acc,attr_acc,nme," \
@@ -53,12 +55,12 @@ def _finish(results: dict, out: Path, info: dict) -> None:
 @app.command("ckpt")
 def ckpt(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
          metrics: str = typer.Option("all", help=_METRICS_HELP),
-         n: int = typer.Option(2000, help="Data images (and samples) to score."),
+         n: int = option(2000, POSITIVE_INT, help="Data images (and samples) to score."),
          data: str = typer.Option("world", help="'world' (the checkpoint's world settings) or an image folder."),
-         seed: int = typer.Option(12345, help="World seed of the scored faces (default: unseen faces) and sampling seed."),
-         batch_size: int = typer.Option(250, help="Images per batch."),
+         seed: int = option(12345, NON_NEGATIVE_INT, help="World seed of the scored faces (default: unseen faces) and sampling seed."),
+         batch_size: int = option(250, POSITIVE_INT, help="Images per batch."),
          evaluator: Path = typer.Option(None, help="Evaluator weights folder (default: the shipped one)."),
-         out: Path = typer.Option(Path("metrics.json"), help="JSON file to write.")):
+         out: Path = output(Path("metrics.json"), folder=False, help="JSON file to write.")):
     """Score any mien checkpoint: samples vs data (fid, kid, pr), reconstructions vs inputs
     (psnr, ssim, lpips, csim, expr_acc, attr_acc, nme), codes vs world factors (disentanglement)
     and a GAN's perceptual path length (ppl, ppl_z, ppl_end; --n pairs)."""
@@ -89,12 +91,12 @@ def ckpt(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
 def images(gen_dir: Path = typer.Argument(..., help="Folder of generated (or edited) images."),
            ref: Path = typer.Option(..., help="Folder of reference images."),
            metrics: str = typer.Option("fid,kid,pr", help=_METRICS_HELP + " Pairwise ones match files in order."),
-           size: int = typer.Option(64, help="Size the images are resized to (the evaluator's: 32 or 64)."),
-           batch_size: int = typer.Option(250, help="Images per batch."),
+           size: int = option(64, POSITIVE_INT, help="Size the images are resized to (the evaluator's: 32 or 64)."),
+           batch_size: int = option(250, POSITIVE_INT, help="Images per batch."),
            evaluator: Path = typer.Option(None, help="Evaluator weights folder (default: the shipped one)."),
            features: Path = typer.Option(None, help="Your TorchScript feature network (e.g. Inception) for "
                                                     "fid/kid: takes N x 3 x S x S floats in [0, 1], returns N x D."),
-           out: Path = typer.Option(Path("metrics.json"), help="JSON file to write.")):
+           out: Path = output(Path("metrics.json"), folder=False, help="JSON file to write.")):
     """Score the images of any generator against reference images."""
     from mien.data.folder import FolderDataset
     from mien.errors import ConfigError

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mien.cli.options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option, output
+
 app = typer.Typer(help="Train mien's evaluator networks (image CNN, landmark-sequence classifier).",
                   no_args_is_help=True)
 
@@ -34,18 +36,18 @@ def _fit(recipe: dict, out: Path, scores, progress: bool) -> None:
 
 
 @app.command("train")
-def train(size: int = typer.Option(64, help="Image size in pixels (32, 64, 128)."),
-          steps: int = typer.Option(4000, help="Training steps (each a fresh batch of world faces)."),
-          batch_size: int = typer.Option(64, help="Faces per step."),
-          identities: int = typer.Option(1000, help="World identities for the ArcFace identity loss."),
-          seed: int = typer.Option(0, help="World and initialisation seed."),
-          lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, warm-up then cosine decay)."),
-          sex_weight: float = typer.Option(4.0, help="Weight of the sex label against the other attributes."),
+def train(size: int = option(64, POSITIVE_INT, help="Image size in pixels (32, 64, 128)."),
+          steps: int = option(4000, POSITIVE_INT, help="Training steps (each a fresh batch of world faces)."),
+          batch_size: int = option(64, POSITIVE_INT, help="Faces per step."),
+          identities: int = option(1000, POSITIVE_INT, help="World identities for the ArcFace identity loss."),
+          seed: int = option(0, NON_NEGATIVE_INT, help="World and initialisation seed."),
+          lr: float = option(2e-3, POSITIVE, help="Peak learning rate (AdamW, warm-up then cosine decay)."),
+          sex_weight: float = option(4.0, NON_NEGATIVE, help="Weight of the sex label against the other attributes."),
           init: Path = typer.Option(None, help="Start from this evaluator folder (a second training stage)."),
           data: Path = typer.Option(None, help="Fine-tune on this prepared, labelled folder (mien data prepare) "
                                                "instead of the world, from the shipped evaluator (or --init)."),
           split: str = typer.Option(None, help="With --data: train on this split (scores on val, else test)."),
-          out: Path = typer.Option(None, help="Checkpoint folder to write (default: evaluator-SIZE)."),
+          out: Path = output(None, folder=True, help="Checkpoint folder to write (default: evaluator-SIZE)."),
           progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
     """Train the image evaluator on world faces (a mien checkpoint folder with held-out scores).
     The shipped 64-px weights: `--steps 4000 --sex-weight 1 --out A`, then
@@ -67,9 +69,9 @@ def train(size: int = typer.Option(64, help="Image size in pixels (32, 64, 128).
 
 
 @app.command("train-sequence")
-def train_sequence(steps: int = typer.Option(1500, help="Training steps (each a fresh batch of sequences)."),
-                   seed: int = typer.Option(0, help="World and initialisation seed."),
-                   out: Path = typer.Option(Path("sequence-classifier"), help="Checkpoint folder to write."),
+def train_sequence(steps: int = option(1500, POSITIVE_INT, help="Training steps (each a fresh batch of sequences)."),
+                   seed: int = option(0, NON_NEGATIVE_INT, help="World and initialisation seed."),
+                   out: Path = output(Path("sequence-classifier"), folder=True, help="Checkpoint folder to write."),
                    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
     """Train the landmark-sequence classifier (LSTM + linear, Zou §3.6) on world sequences."""
     from mien.evaluator.recipes import sequence_recipe

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mien.cli.options import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option, output
+
 app = typer.Typer(help="4D facial expression diffusion (Zou ch. 3): controlled sampling.", no_args_is_help=True)
 
 
@@ -18,15 +20,15 @@ def sample(
     neutral: Path = typer.Option(None, help="A neutral face (68 x 3 landmarks, .npy/.npz): geometry-adaptive (Alg. 4)."),
     fill: str = typer.Option(None, help="begin, middle or end: the part to fill around --known frames (Alg. 3)."),
     known: Path = typer.Option(None, help="Known frames (K x 68 x 3, .npy/.npz) for --fill."),
-    frames: int = typer.Option(40, help="Sequence length (within the trained range)."),
-    n: int = typer.Option(4, "-n", help="Number of sequences."),
-    seed: int = typer.Option(0, help="Random seed."),
-    passes: int = typer.Option(None, help="Harmonisation passes of Alg. 4 (default: the model's, 5)."),
-    clip_x0: float = typer.Option(None, help="Clamp each step's predicted x0 to +-this many standard units "
+    frames: int = option(40, POSITIVE_INT, help="Sequence length (within the trained range)."),
+    n: int = option(4, POSITIVE_INT, "-n", help="Number of sequences."),
+    seed: int = option(0, NON_NEGATIVE_INT, help="Random seed."),
+    passes: int = option(None, NON_NEGATIVE_INT, help="Harmonisation passes of Alg. 4 (default: the model's, 5)."),
+    clip_x0: float = option(None, POSITIVE, help="Clamp each step's predicted x0 to +-this many standard units "
                                              "(default: the model's model.clip_x0)."),
-    out: Path = typer.Option(Path("expr4d-samples"), help="Output folder."),
+    out: Path = output(Path("expr4d-samples"), folder=True, help="Output folder."),
     video: str = typer.Option("gif", help="Animation format: gif or mp4."),
-    size: int = typer.Option(64, help="Pixel size of the rendered animation frames."),
+    size: int = option(64, POSITIVE_INT, help="Pixel size of the rendered animation frames."),
 ):
     """Write sequences.npz, one animation per sequence and trajectories.png."""
     import torch

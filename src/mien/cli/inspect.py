@@ -3,11 +3,12 @@ interpolate."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 import typer
+
+from mien.cli.options import FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option, output
 
 
 def _load(ckpt: Path):
@@ -32,16 +33,16 @@ def _data_batch(data: str, ckpt: Path, size: int, n: int, seed: int, indices: li
 
 
 def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
-           n: int = typer.Option(64, help="Number of samples."),
-           seed: int = typer.Option(0, help="Random seed."),
+           n: int = option(64, POSITIVE_INT, help="Number of samples."),
+           seed: int = option(0, NON_NEGATIVE_INT, help="Random seed."),
            label: str = typer.Option(None, help="Class to generate (name or index), for conditional models."),
-           guidance: float = typer.Option(None, help="Classifier-free guidance scale gamma (0 uncond, 1 cond)."),
-           steps: int = typer.Option(None, help="Sampler steps (diffusion)."),
-           eta: float = typer.Option(None, help="0 = DDIM, 1 = DDPM (diffusion)."),
-           psi: float = typer.Option(None, help="Truncation psi: w' = w_avg + psi (w - w_avg) (GANs)."),
-           per_class: int = typer.Option(0, "--per-class", help="Instead of --n: this many samples of every class, a row each."),
-           out: Path = typer.Option(Path("samples.png"), help="PNG grid to write (sequence models: a folder)."),
-           size: int = typer.Option(64, help="Pixel size of rendered sequence frames (sequence models).")):
+           guidance: float = option(None, FINITE, help="Classifier-free guidance scale gamma (0 uncond, 1 cond)."),
+           steps: int = option(None, POSITIVE_INT, help="Sampler steps (diffusion)."),
+           eta: float = option(None, NON_NEGATIVE, help="0 = DDIM, 1 = DDPM (diffusion)."),
+           psi: float = option(None, FINITE, help="Truncation psi: w' = w_avg + psi (w - w_avg) (GANs)."),
+           per_class: int = option(0, NON_NEGATIVE_INT, "--per-class", help="Instead of --n: this many samples of every class, a row each."),
+           out: Path = output(Path("samples.png"), folder=None, help="PNG grid to write (sequence models: a folder)."),
+           size: int = option(64, POSITIVE_INT, help="Pixel size of rendered sequence frames (sequence models).")):
     """Draw samples of any family: images as a PNG grid, landmark sequences as animations."""
     from mien.errors import ConfigError
     from mien.models.capabilities import Sampler
@@ -56,8 +57,6 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
     if psi is not None:
         if "w" not in getattr(model, "latent_spaces", dict)():
             raise ConfigError(f"--psi applies to GANs; {model.model_name} has no W space to truncate")
-        if not math.isfinite(psi):
-            raise ConfigError(f"--psi must be a finite number (1 = no truncation), got {psi}")
         options["psi"] = psi
     generator = torch.Generator().manual_seed(seed)
     labels = None
@@ -84,14 +83,14 @@ def _class_names(model) -> list[str]:
 def edit(ckpt: Path = typer.Argument(..., help="Diffusion checkpoint folder."),
          image: Path = typer.Option(None, help="Image file or photo to edit (default: a world face)."),
          align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
-         index: int = typer.Option(0, help="World face to edit when no --image is given."),
+         index: int = option(0, NON_NEGATIVE_INT, help="World face to edit when no --image is given."),
          source: str = typer.Option("neutral", "--from", help="Class of the input."),
          target: str = typer.Option(..., "--to", help="Class to move to, or 'all' for a strip of every class."),
-         t0: int = typer.Option(500, help="Editing strength: the timestep inverted to."),
-         guidance: float = typer.Option(4.0, help="Classifier-free guidance scale gamma of the regeneration."),
-         steps: int = typer.Option(40, help="DDIM steps over [0, t0]."),
-         seed: int = typer.Option(12345, help="World seed for the default face."),
-         out: Path = typer.Option(Path("edited.png"), help="PNG (input | edit) to write.")):
+         t0: int = option(500, NON_NEGATIVE_INT, help="Editing strength: the timestep inverted to."),
+         guidance: float = option(4.0, FINITE, help="Classifier-free guidance scale gamma of the regeneration."),
+         steps: int = option(40, POSITIVE_INT, help="DDIM steps over [0, t0]."),
+         seed: int = option(12345, NON_NEGATIVE_INT, help="World seed for the default face."),
+         out: Path = output(Path("edited.png"), folder=False, help="PNG (input | edit) to write.")):
     """Emotion editing by DDIM inversion and guided regeneration (Pikoulis §4.4)."""
     from mien.control.invert import edit as edit_image
     from mien.report.grid import save_grid
@@ -120,9 +119,9 @@ def reconstruct(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
                 data: str = typer.Option("world", help="'world' or an image folder."),
                 image: Path = typer.Option(None, help="A photo to reconstruct instead of --data."),
                 align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
-                n: int = typer.Option(16, help="Number of images."),
-                seed: int = typer.Option(12345, help="World seed (default: unseen faces)."),
-                out: Path = typer.Option(Path("reconstructions.png"), help="PNG grid to write.")):
+                n: int = option(16, POSITIVE_INT, help="Number of images."),
+                seed: int = option(12345, NON_NEGATIVE_INT, help="World seed (default: unseen faces)."),
+                out: Path = output(Path("reconstructions.png"), folder=False, help="PNG grid to write.")):
     """Inputs (top row of each pair) and their reconstructions (below)."""
     from mien.report.grid import save_grid
 
@@ -141,16 +140,16 @@ def reconstruct(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
 
 def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
              dims: str = typer.Option("all", help="Comma-separated latent dimensions, or 'all'."),
-             steps: int = typer.Option(9, help="Values per row."),
-             span: float = typer.Option(3.0, help="Sweep from -span to +span (with --range fixed)."),
+             steps: int = option(9, POSITIVE_INT, help="Values per row."),
+             span: float = option(3.0, POSITIVE, help="Sweep from -span to +span (with --range fixed)."),
              sweep: str = typer.Option("fixed", "--range", help="fixed: -span..span; data: the 2-98% range of "
                                                                   "each dimension over encoded data."),
-             index: int = typer.Option(0, help="Which world/folder image gives the base code."),
+             index: int = option(0, NON_NEGATIVE_INT, help="Which world/folder image gives the base code."),
              data: str = typer.Option("world", help="'world' or an image folder."),
              image: Path = typer.Option(None, help="A photo that gives the base code instead of --data/--index."),
              align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
-             seed: int = typer.Option(12345, help="World seed."),
-             out: Path = typer.Option(Path("traversal.png"), help="PNG grid to write.")):
+             seed: int = option(12345, NON_NEGATIVE_INT, help="World seed."),
+             out: Path = output(Path("traversal.png"), folder=False, help="PNG grid to write.")):
     """One row per latent dimension, that dimension swept while the others keep the image's code."""
     from mien.control.direction import traverse as sweep_along
     from mien.control.directions import AxisDirection, dimension_labels
@@ -177,13 +176,13 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
 
 
 def interpolate(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
-                a: int = typer.Option(0, help="Index of the first image."),
-                b: int = typer.Option(1, help="Index of the second image."),
+                a: int = option(0, NON_NEGATIVE_INT, help="Index of the first image."),
+                b: int = option(1, NON_NEGATIVE_INT, help="Index of the second image."),
                 method: str = typer.Option("lerp", help="lerp or slerp."),
-                steps: int = typer.Option(10, help="Images along the path."),
+                steps: int = option(10, POSITIVE_INT, help="Images along the path."),
                 data: str = typer.Option("world", help="'world' or an image folder."),
-                seed: int = typer.Option(12345, help="World seed."),
-                out: Path = typer.Option(Path("interpolation.png"), help="PNG strip to write.")):
+                seed: int = option(12345, NON_NEGATIVE_INT, help="World seed."),
+                out: Path = output(Path("interpolation.png"), folder=False, help="PNG strip to write.")):
     """Decode codes along the path between the codes of two images."""
     from mien.control.direction import render
     from mien.control.interpolate import interpolate as path

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mien.cli.options import NON_NEGATIVE_INT, POSITIVE_INT, option, output
+
 app = typer.Typer(help="Reproduce the tables of a source document on the world.", no_args_is_help=True)
 
 
@@ -14,10 +16,10 @@ def zou_ch3(
     preset: str = typer.Option("small", help="tiny, small or paper (the shipped expr4d/<preset>)."),
     config: Path = typer.Option(None, help="A config file instead of the preset."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides for every run, e.g. train.max_steps=100."),
-    out: Path = typer.Option(Path("out/zou-ch3"), help="Output folder (runs/, animations/, zou-ch3.md)."),
-    n: int = typer.Option(110, "-n", help="Test sequences (and generated sequences per row)."),
-    frames: int = typer.Option(40, help="Sequence length of the evaluation."),
-    seed: int = typer.Option(0, help="Random seed of the evaluation."),
+    out: Path = output(Path("out/zou-ch3"), folder=True, help="Output folder (runs/, animations/, zou-ch3.md)."),
+    n: int = option(110, POSITIVE_INT, "-n", help="Test sequences (and generated sequences per row)."),
+    frames: int = option(40, POSITIVE_INT, help="Sequence length of the evaluation."),
+    seed: int = option(0, NON_NEGATIVE_INT, help="Random seed of the evaluation."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
 ):
     """Train (or reuse) BiT, causal transformer, 1-D U-Net and ACTOR-style runs; write Tabs. 3.1, 3.3, 3.6."""

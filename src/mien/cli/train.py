@@ -6,16 +6,18 @@ from pathlib import Path
 
 import typer
 
+from mien.cli.options import POSITIVE_INT, option, output
+
 
 def train(
     config: Path = typer.Argument(..., help="YAML config or a shipped preset, e.g. vae/tiny or my.yaml."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=100 data.path=DIR."),
-    out: Path = typer.Option(None, help="Run folder (default: runs/<config name>)."),
+    out: Path = output(None, folder=True, help="Run folder (default: runs/<config name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last state."),
     accelerator: str = typer.Option(None, help="cpu, gpu, auto (Lightning)."),
     devices: str = typer.Option(None, help="Number of devices or 'auto'."),
     strategy: str = typer.Option(None, help="auto, ddp, ddp_spawn, ... (Lightning)."),
-    num_nodes: int = typer.Option(None, "--num-nodes", help="Machines for multi-node DDP."),
+    num_nodes: int = option(None, POSITIVE_INT, "--num-nodes", help="Machines for multi-node DDP."),
     precision: str = typer.Option(None, help="32-true, bf16-mixed, 16-mixed (Lightning)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ):

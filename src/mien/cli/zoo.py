@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mien.cli.options import output
+
 _HEADLINE = ("psnr", "fid_mien", "mig", "dci_disentanglement", "expression_acc", "csim_mien")
 
 app = typer.Typer(help="Shipped small checkpoints and the recipes that reproduce them.", no_args_is_help=True)
@@ -30,7 +32,7 @@ def list_models():
 
 @app.command("get")
 def get(name: str = typer.Argument(..., help="Zoo model name (see `mien zoo list`)."),
-        out: Path = typer.Option(None, help="Folder to write (default: runs/zoo/NAME).")):
+        out: Path = output(None, folder=True, help="Folder to write (default: runs/zoo/NAME).")):
     """Copy a zoo model to a checkpoint folder that every mien verb accepts."""
     from mien import zoo
 

@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 from mien.data.factors import Factor, by_name, schema_from_json, schema_to_json
 from mien.data.images import read_rgb
 from mien.errors import ConfigError, DataError, OutputError
-from mien.io import atomic_save_png, atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from mien.io import atomic_save_png, atomic_write_bytes, atomic_write_text, claim_folder, ensure_writable_dir, is_incomplete
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 EXPORT_NAMES = ("images", "metadata.csv", "factors.json", "sequences.npz")
@@ -203,6 +203,9 @@ class FolderDataset(Dataset):
             raise DataError(f"data folder {self.root} does not exist; check the path")
         if not self.root.is_dir():
             raise DataError(f"{self.root} is a file, not a folder; pass the folder that holds the images")
+        if is_incomplete(self.root):
+            raise DataError(f"{self.root} is an incomplete mien export (its writing was interrupted or is still "
+                            "going on); wait for it or export it again")
         self.factors: list[Factor] = []
         self._splits: list[str] | None = None
         self._values: dict[str, np.ndarray] = {}
@@ -423,7 +426,10 @@ def export_samples(
     """Write sample dicts as layout (a): ``images/``, then ``factors.json``, ``sequences.npz``, ``metadata.csv``.
 
     Every file is written atomically and ``metadata.csv`` last (an older one is removed first),
-    so an interrupted export never leaves a metadata file that disagrees with the images. Only a
+    so an interrupted export never leaves a metadata file that disagrees with the images. The
+    folder is held exclusively while it is written (a second export into it is refused) and
+    marked incomplete until the last file is in place (:func:`mien.io.claim_folder`); reading an
+    incomplete export is an error. Only a
     new, empty or previous-export folder is written to; stale images of a previous export are
     removed. Categorical and binary factors are stored as integer codes. Returns ``out_dir``.
     """
@@ -431,7 +437,13 @@ def export_samples(
     out_dir = Path(out_dir)
     arrays = {k: _numeric_array(k, v) for k, v in (sequences or {}).items()}
     _check_export_target(out_dir)
-    ensure_writable_dir(out_dir)
+    with claim_folder(out_dir):
+        _write_export(samples, factors, out_dir, n, arrays, progress)
+    return out_dir
+
+
+def _write_export(samples, factors: list[Factor], out_dir: Path, n: int | None, arrays: dict, progress: bool) -> None:
+    """The files of :func:`export_samples`, into a folder it holds (``claim_folder``)."""
     images_dir = ensure_writable_dir(out_dir / "images")
     _remove(out_dir / "metadata.csv")
     total = n if n is not None else (len(samples) if hasattr(samples, "__len__") else None)
@@ -474,4 +486,3 @@ def export_samples(
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header, *rows])
     atomic_write_text(out_dir / "metadata.csv", text.getvalue())
-    return out_dir

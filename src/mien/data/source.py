@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
 
+from mien.config import NonNegativeInt, PositiveInt
 from mien.errors import ConfigError
 
 DEFAULT_SIZE = 64
@@ -24,16 +25,16 @@ class DataConfig:
     source: str = "world"
     path: str | None = None
     split: str | None = None  # one split of a folder (train, val, test), all when None
-    size: int = DEFAULT_SIZE
-    n: int = 20000
-    seed: int = 0
+    size: PositiveInt = DEFAULT_SIZE
+    n: PositiveInt = 20000
+    seed: NonNegativeInt = 0
     design: str = "iid"
     fixed: dict = field(default_factory=dict)
     ranges: dict = field(default_factory=dict)
-    n_identities: int | None = None
-    frames: list[int] = field(default_factory=lambda: [35, 45])  # sequence lengths (source: sequences)
-    batch_size: int = 64
-    num_workers: int = 0
+    n_identities: PositiveInt | None = None
+    frames: list[PositiveInt] = field(default_factory=lambda: [35, 45])  # sequence lengths (source: sequences)
+    batch_size: PositiveInt = 64
+    num_workers: NonNegativeInt = 0
     labels: list[str] = field(default_factory=list)
     supervision: float | None = None
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mien.config import from_dict, load_yaml, merge, parse_overrides, to_dict
+from mien.config import (NonNegative, NonNegativeInt, Positive, PositiveInt, UnitOpen, from_dict, load_yaml, merge,
+                         parse_overrides, to_dict)
 from mien.data.source import DataConfig
 from mien.errors import ConfigError
 
@@ -13,9 +14,9 @@ from mien.errors import ConfigError
 class GroupOptim:
     """Adam settings of one parameter group; a field left out takes the ``train`` default."""
 
-    lr: float | None = None
-    betas: list[float] | None = None
-    weight_decay: float | None = None
+    lr: Positive | None = None
+    betas: list[UnitOpen] | None = None
+    weight_decay: NonNegative | None = None
 
 
 @dataclass
@@ -34,40 +35,34 @@ class TrainConfig:
     (Karras et al. 2020, official code). ``init_from`` names a
     checkpoint folder whose weights start a new run (those whose names and shapes match)."""
 
-    max_steps: int = 1000
+    max_steps: PositiveInt = 1000
     optimizer: str = "adam"
     lr_schedule: str = "constant"
     init_from: str | None = None
-    lr: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 0.0
+    lr: Positive = 2e-4
+    betas: list[UnitOpen] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: NonNegative = 0.0
     optim: dict = field(default_factory=dict)
-    warmup_steps: int = 0
-    grad_clip: float = 0.0
-    ema_decay: float = 0.0
-    ema_kimg: float = 0.0
-    ema_rampup: float = 0.0
-    seed: int = 0
-    log_every: int = 10
-    save_every: int = 200
+    warmup_steps: NonNegativeInt = 0
+    grad_clip: NonNegative = 0.0
+    ema_decay: UnitOpen = 0.0
+    ema_kimg: NonNegative = 0.0
+    ema_rampup: NonNegative = 0.0
+    seed: NonNegativeInt = 0
+    log_every: PositiveInt = 10
+    save_every: NonNegativeInt = 200
     accelerator: str = "cpu"
-    devices: int | str = 1
+    devices: PositiveInt | str = 1
     strategy: str = "auto"
-    num_nodes: int = 1
+    num_nodes: PositiveInt = 1
     precision: str = "32-true"
 
     def __post_init__(self):
         self.optim = {str(g): v if isinstance(v, GroupOptim) else from_dict(GroupOptim, v, f"train.optim.{g}.")
                       for g, v in (self.optim or {}).items()}
         for where, opt in [("train", self), *((f"train.optim.{g}", o) for g, o in self.optim.items())]:
-            if opt.lr is not None and not opt.lr > 0:
-                raise ConfigError(f"{where}.lr must be > 0, got {opt.lr}")
-            if opt.betas is not None and (len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas)):
+            if opt.betas is not None and len(opt.betas) != 2:
                 raise ConfigError(f"{where}.betas must be two numbers in [0, 1), got {opt.betas}")
-        if not (self.ema_kimg >= 0 and self.ema_rampup >= 0 and 0 <= self.ema_decay < 1):
-            raise ConfigError("train.ema_decay must lie in [0, 1) and train.ema_kimg, train.ema_rampup be >= 0")
-        if self.max_steps < 1:
-            raise ConfigError(f"train.max_steps must be >= 1, got {self.max_steps}")
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"train.optimizer {self.optimizer!r} is unknown; choose adam or adamw")
         if self.lr_schedule not in ("constant", "cosine"):

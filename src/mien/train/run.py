@@ -8,10 +8,11 @@ good checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
-import os
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -21,30 +22,35 @@ from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from mien.data.source import make_dataset
-from mien.errors import ConfigError
-from mien.io import atomic_write_text
+from mien.errors import ConfigError, MienError, OutputError
+from mien.io import atomic_write_text, ensure_writable_dir
 from mien.models import checkpoint
 from mien.models.base import build_model
 from mien.train.config import RunConfig
 from mien.train.data import ResumableLoader, StepBatchSampler
 from mien.train.module import TrainingModule
+from mien.train.state import StateIO
+
+
+class TrainingError(MienError):
+    """A run ended before reaching train.max_steps."""
 
 
 class ModelFolder(Callback):
     """Every ``every`` steps and at the end: the checkpoint files of the inference weights and
-    Lightning's resumable state ``state/last.ckpt`` (written to a temporary file, then renamed)."""
+    Lightning's resumable state ``state/last.ckpt`` (atomic, through :class:`StateIO`), once the
+    NaN guard has checked the weights (:meth:`TrainingModule.check_kept_weights`)."""
 
     def __init__(self, out: Path, config: dict, meta: dict, every: int):
         self.out, self.config, self.meta, self.every = out, config, meta, every
         self.start = time.time()
 
     def _save(self, trainer, module: TrainingModule):
-        state = self.out / "state" / "last.ckpt"
-        tmp = state.with_name(f".last.ckpt.{os.getpid()}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
+        module.check_kept_weights()
+        trainer.save_checkpoint(self.out / "state" / "last.ckpt", weights_only=False)
+        module.saved_step = module.step
         if trainer.global_rank != 0:
             return
-        os.replace(tmp, state)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         meta = {**self.meta, "steps": module.step, "train_seconds": round(time.time() - self.start, 1),
                 "metrics": metrics, "statistics": module.statistics}
@@ -115,13 +121,61 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
     """Train ``cfg`` into ``out_dir``; ``resume`` continues from ``out_dir/state/last.ckpt``.
     ``dataset`` (any map-style data set of sample dicts) replaces the one ``cfg.data`` describes."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file, not a folder; choose another --out")
     state = out / "state" / "last.ckpt"
     if resume and not state.is_file():
         raise ConfigError(f"nothing to resume in {out} (no state/last.ckpt); start the run without --resume")
     if not resume and state.is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    check_trainer_flags(cfg.train)
+    created = not out.exists()
+    ensure_writable_dir(out)
+    try:
+        return _train(cfg, out, resume, progress, dataset)
+    except BaseException:
+        if created:
+            _remove_if_unused(out)
+        raise
+
+
+def check_trainer_flags(train) -> None:
+    """Refuse an unknown or unavailable accelerator, devices, strategy or precision before any work
+    (Lightning checks them when a Trainer is made)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    flags = {k: getattr(train, k) for k in ("accelerator", "devices", "strategy", "num_nodes", "precision")}
+    _quiet_lightning()
+    try:
+        L.Trainer(**flags, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
+        shown = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items())
+        raise ConfigError(f"Lightning refuses {shown}: {str(e).strip().splitlines()[0][:300]}") from None
+
+
+def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):  # keep the console to mien's own lines and the bar
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _remove_if_unused(out: Path) -> None:
+    """After a failed first run: remove the run folder if nothing of value is in it (empty folders
+    and Lightning's hparams.yaml only); a folder with any other file is left as it is."""
+    leftovers = [p for p in out.rglob("*") if p.is_file() and p.name != "hparams.yaml"]
+    if leftovers:
+        return
+    for p in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            p.unlink() if p.is_file() else p.rmdir()
+    with contextlib.suppress(OSError):
+        out.rmdir()
+
+
+def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, dataset) -> Path:
+    """The body of :func:`fit` once its checks have passed."""
+    state = out / "state" / "last.ckpt"
+    _quiet_lightning()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = _Data(cfg, dataset)
     model = build_model(cfg.model, data=data.dataset)
@@ -145,7 +199,7 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
         precision=cfg.train.precision, logger=CSVLogger(out, name="", version=""), callbacks=callbacks,
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,
         enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
-        default_root_dir=out)
+        default_root_dir=out, plugins=[StateIO()])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -154,10 +208,26 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
         warnings.filterwarnings("ignore", ".*no pre-optimization state was saved.*")  # we save post-step state
         warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
         earlier = _read_rows(out / "metrics.csv") if resume else []
-        trainer.fit(module, datamodule=data, ckpt_path=str(state) if resume else None)
+        _fit_or_interrupt(trainer, module, data, str(state) if resume else None)
     if earlier and trainer.global_rank == 0:
         _prepend_rows(out / "metrics.csv", earlier)
+    if module.step < cfg.train.max_steps:
+        raise TrainingError(f"training stopped at step {module.step} of train.max_steps={cfg.train.max_steps} "
+                            f"(the data ran out: {len(data.dataset)} items); the checkpoint in {out} is that of step "
+                            f"{module.saved_step}; resume with --resume")
     return out
+
+
+def _fit_or_interrupt(trainer, module, data, ckpt_path) -> None:
+    """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt again (Lightning turns it into
+    ``sys.exit(1)`` and ignores SIGINT from then on)."""
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except SystemExit:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 

@@ -7,11 +7,12 @@ small; loading casts them back to float32."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from mien.errors import ConfigError
+from mien.errors import ConfigError, OutputError
 from mien.models.checkpoint import FILES, read_config, read_meta
 
 ZOO = Path(__file__).parent / "weights"
@@ -39,18 +40,50 @@ def entries() -> list[dict]:
 
 
 def get(name: str, out) -> Path:
-    """Copy zoo model ``name`` to the folder ``out`` (created; written whole or not at all)."""
-    from mien.io import ensure_writable_dir
+    """Copy zoo model ``name`` to the folder ``out``, written whole or not at all. ``out`` must be
+    new, an empty folder or an earlier copy of a zoo model (whose three files are replaced one by
+    one, atomically); any other folder is refused, so no file of the user's is ever removed."""
+    from mien.io import atomic_write_bytes, ensure_writable_dir
 
     src, out = path(name), Path(out)
+    if _is_zoo_copy(out):
+        for f in FILES:
+            atomic_write_bytes(out / f, (src / f).read_bytes())
+        return out
+    _check_new_or_empty(out)
     ensure_writable_dir(out.parent if str(out.parent) else Path("."))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    for f in FILES:
-        shutil.copy2(src / f, tmp / f)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    try:
+        for f in FILES:
+            shutil.copy2(src / f, tmp / f)
+        os.rename(tmp, out)  # replaces only an empty folder; a folder filled meanwhile makes it fail
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # only the temp folder written here
+        raise OutputError(f"cannot write {out} ({e.strerror or e}); choose a new or empty --out") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
+
+
+def _is_zoo_copy(folder: Path) -> bool:
+    """A folder holding exactly the files of a zoo model copied by :func:`get` (and nothing else)."""
+    if not folder.is_dir() or sorted(p.name for p in folder.iterdir()) != sorted(FILES):
+        return False
+    try:
+        return "zoo_metrics" in json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _check_new_or_empty(out: Path) -> None:
+    """Refuse an existing file, or a folder with anything in it."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file, not a folder; choose a new folder for --out")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held:
+        raise OutputError(f"{out} is not empty and is not a copy of a zoo model (it holds {held[0]}); "
+                          "choose a new or empty folder for --out")
 
 
 def publish(ckpt, name: str, recipe: str, metrics: dict | None = None, root: Path = ZOO) -> Path:
