@@ -7,15 +7,17 @@ from pathlib import Path
 
 import typer
 
+from mien.cli.options import POSITIVE_INT, option, output
+
 app = typer.Typer(help="Convert checkpoints of other StyleGAN2 implementations to mien checkpoints.",
                   no_args_is_help=True)
 
 
 @app.command("rosinality")
 def rosinality(ckpt: Path = typer.Argument(..., help="rosinality/stylegan2-pytorch .pt file (g_ema or g, d, latent_avg)."),
-               out: Path = typer.Option(..., help="mien checkpoint folder to write."),
-               size: int = typer.Option(None, help="Expected image size (checked; read from the weights by default)."),
-               channel_multiplier: int = typer.Option(None, help="Expected channel multiplier (checked; config-f: 2).")):
+               out: Path = output(..., help="mien checkpoint folder to write.", folder=True),
+               size: int = option(None, POSITIVE_INT, help="Expected image size (checked; read from the weights by default)."),
+               channel_multiplier: int = option(None, POSITIVE_INT, help="Expected channel multiplier (checked; config-f: 2).")):
     """Map a rosinality StyleGAN2 state dict (loaded weights-only, never unpickling code) to mien's
     stylegan layout; the folder loads with mien.load and every mien verb."""
     from mien.models import checkpoint

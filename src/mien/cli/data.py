@@ -88,11 +88,11 @@ def inspect(
 @app.command()
 def prepare(
     folder: Path = typer.Argument(..., help="A data set folder (see mien data inspect)."),
-    out: Path = typer.Option(..., help="Folder to write: images/, metadata.csv, factors.json, skipped.csv."),
-    size: int = typer.Option(64, help="Image size in pixels."),
+    out: Path = output(..., help="Folder to write: images/, metadata.csv, factors.json, skipped.csv.", folder=True),
+    size: int = option(64, POSITIVE_INT, help="Image size in pixels."),
     layout: str = typer.Option("auto", help="auto, celeba, ffhq, affectnet, fer2013 or folder."),
     align: bool = typer.Option(False, "--align", help="FFHQ-align faces (annotated landmarks, else mediapipe)."),
-    workers: int = typer.Option(0, help="Processes (0: one per CPU core)."),
+    workers: int = option(0, NON_NEGATIVE_INT, help="Processes (0: one per CPU core)."),
 ):
     """Copy a data set into mien's folder layout at one size; rerun the same command to resume."""
     from mien.data.prepare import prepare as run_prepare

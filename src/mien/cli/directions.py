@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 import typer
 
+from mien.cli.options import FINITE, NON_NEGATIVE_INT, POSITIVE_INT, PROBABILITY, option, output
+
 app = typer.Typer(help="Latent directions of GANs: fit them, then `mien edit --direction`.", no_args_is_help=True)
 METHODS = ("interfacegan", "ganspace", "sefa")
 
@@ -20,16 +22,16 @@ def fit(ckpt: Path = typer.Argument(..., help="GAN checkpoint folder."),
         method: str = typer.Option(..., help="interfacegan, ganspace or sefa."),
         factor: str = typer.Option(None, help="InterFaceGAN: the factor scored (yaw, happy, glasses, age...)."),
         layers: str = typer.Option(None, help="W+ layers the direction moves, e.g. 0-3 or 0,2 (default: all)."),
-        n: int = typer.Option(2000, help="Generated faces (InterFaceGAN) or sampled w (GANSpace)."),
-        k: int = typer.Option(5, help="Components (GANSpace, SeFa)."),
+        n: int = option(2000, POSITIVE_INT, help="Generated faces (InterFaceGAN) or sampled w (GANSpace)."),
+        k: int = option(5, POSITIVE_INT, help="Components (GANSpace, SeFa)."),
         space: str = typer.Option("w", help="InterFaceGAN: the code space z, w, w+ or s."),
-        ratio: float = typer.Option(0.02, help="InterFaceGAN: fraction of the most extreme faces kept on each side."),
-        threshold: float = typer.Option(None, help="InterFaceGAN: label every face score > threshold instead "
+        ratio: float = option(0.02, PROBABILITY, help="InterFaceGAN: fraction of the most extreme faces kept on each side."),
+        threshold: float = option(None, FINITE, help="InterFaceGAN: label every face score > threshold instead "
                                                    "of keeping the extremes."),
         condition: list[Path] = typer.Option(None, help="InterFaceGAN: a direction file to stay orthogonal to "
                                                         "(conditional editing; repeat for several)."),
-        seed: int = typer.Option(0, help="Random seed."),
-        out: Path = typer.Option(Path("direction.safetensors"), help="The direction file to write (.safetensors).")):
+        seed: int = option(0, NON_NEGATIVE_INT, help="Random seed."),
+        out: Path = output(Path("direction.safetensors"), help="The direction file to write (.safetensors).", folder=False)):
     """Fit a latent direction of a GAN and save it as one .safetensors file."""
     from mien.control import gan_directions as gd
     from mien.control.direction import check_space
@@ -185,18 +187,18 @@ def direction_edit(ckpt: Path, direction: Path, strength: str, steps: int, image
 def edit(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
          direction: Path = typer.Option(None, help="A direction file (.safetensors) or folder: edit along it."),
          strength: str = typer.Option("-3,3", help="Direction edit: strength range low,high."),
-         n: int = typer.Option(4, help="Direction edit: generated faces (rows) when no --image is given."),
-         component: int = typer.Option(0, help="Direction edit: which vector of a k-vector direction."),
+         n: int = option(4, POSITIVE_INT, help="Direction edit: generated faces (rows) when no --image is given."),
+         component: int = option(0, NON_NEGATIVE_INT, help="Direction edit: which vector of a k-vector direction."),
          image: Path = typer.Option(None, help="Image file to edit (default: generated faces / a world face)."),
          align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
-         index: int = typer.Option(0, help="Diffusion edit: world face to edit when no --image is given."),
+         index: int = option(0, NON_NEGATIVE_INT, help="Diffusion edit: world face to edit when no --image is given."),
          source: str = typer.Option("neutral", "--from", help="Diffusion edit: class of the input."),
          target: str = typer.Option(None, "--to", help="Diffusion edit: class to move to, or 'all'."),
-         t0: int = typer.Option(500, help="Diffusion edit: the timestep inverted to."),
-         guidance: float = typer.Option(4.0, help="Diffusion edit: classifier-free guidance scale."),
-         steps: int = typer.Option(None, help="Strengths per row (direction edit, 7) or DDIM steps (40)."),
-         seed: int = typer.Option(None, help="Random seed (direction edit, default 0; world seed, default 12345)."),
-         out: Path = typer.Option(Path("edited.png"), help="PNG grid to write.")):
+         t0: int = option(500, POSITIVE_INT, help="Diffusion edit: the timestep inverted to."),
+         guidance: float = option(4.0, FINITE, help="Diffusion edit: classifier-free guidance scale."),
+         steps: int = option(None, POSITIVE_INT, help="Strengths per row (direction edit, 7) or DDIM steps (40)."),
+         seed: int = option(None, NON_NEGATIVE_INT, help="Random seed (direction edit, default 0; world seed, default 12345)."),
+         out: Path = output(Path("edited.png"), help="PNG grid to write.", folder=False)):
     """Edit faces: along a latent direction (--direction; rows = faces, columns = strengths), or a
     diffusion model's emotion edit (--to; Pikoulis §4.4)."""
     from mien.cli import inspect

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 import typer
 
+from mien.cli.options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, option, output
+
 
 def _count(value: str, name: str) -> int:
     """A positive integer option given as text (so that NaN, negatives and fractions get one line)."""
@@ -51,10 +53,10 @@ def invert(run: Path = typer.Argument(..., help="StyleGAN checkpoint folder (sty
            encoder: Path = typer.Option(None, help="Encoder run (`mien train psp/...`): the codes of --method encoder, "
                                                    "the starting codes of --method optimise."),
            steps: str = typer.Option("200", help="Optimisation steps."),
-           lr: float = typer.Option(0.1, help="Peak learning rate of the optimisation."),
-           mse_weight: float = typer.Option(1.0, "--mse-weight", help="lambda of Eq. 2.20 (lpips_mien + lambda MSE)."),
-           seed: int = typer.Option(12345, help="World seed of the faces (default: unseen faces) and noise seed."),
-           out: Path = typer.Option(Path("inversion"), help="Folder for codes.safetensors, codes.json, grid.png."),
+           lr: float = option(0.1, POSITIVE, help="Peak learning rate of the optimisation."),
+           mse_weight: float = option(1.0, NON_NEGATIVE, "--mse-weight", help="lambda of Eq. 2.20 (lpips_mien + lambda MSE)."),
+           seed: int = option(12345, NON_NEGATIVE_INT, help="World seed of the faces (default: unseen faces) and noise seed."),
+           out: Path = output(Path("inversion"), help="Folder for codes.safetensors, codes.json, grid.png.", folder=True),
            progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
     """Invert faces into a StyleGAN's W or W+ and write the codes and an input/reconstruction grid."""
     from rich.progress import Progress

@@ -36,8 +36,8 @@ def zou_ch3(
 def gan_directions(
     ckpt: Path = typer.Option(None, "--ckpt", help="GAN checkpoint folder (default: the zoo GAN)."),
     preset: str = typer.Option("small", help="tiny (seconds, tests) or small."),
-    out: Path = typer.Option(Path("out/gan-directions"), help="Output folder (the .md table, results.json, grids/)."),
-    seed: int = typer.Option(0, help="Random seed."),
+    out: Path = output(Path("out/gan-directions"), help="Output folder (the .md table, results.json, grids/).", folder=True),
+    seed: int = option(0, NON_NEGATIVE_INT, help="Random seed."),
     layers: str = typer.Option(None, help="W+ layers every direction moves, e.g. 0-3 (default: all)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ):

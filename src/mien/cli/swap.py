@@ -7,14 +7,16 @@ from pathlib import Path
 import torch
 import typer
 
+from mien.cli.options import NON_NEGATIVE_INT, option, output
+
 
 def swap(ckpt: Path = typer.Argument(..., help="Checkpoint folder of an m2, ccvae or jdvae run."),
-         a: int = typer.Option(0, help="Index of the first world face."),
-         b: int = typer.Option(1, help="Index of the second world face (the other value of the label)."),
+         a: int = option(0, NON_NEGATIVE_INT, help="Index of the first world face."),
+         b: int = option(1, NON_NEGATIVE_INT, help="Index of the second world face (the other value of the label)."),
          label: str = typer.Option(None, help="Label to swap (default: the model's first)."),
          predicted: bool = typer.Option(False, "--predicted", help="Use argmax q(y|x) instead of the world's true labels."),
-         seed: int = typer.Option(12345, help="World seed (default: faces unseen in training)."),
-         out: Path = typer.Option(Path("swap.png"), help="PNG grid to write.")):
+         seed: int = option(12345, NON_NEGATIVE_INT, help="World seed (default: faces unseen in training)."),
+         out: Path = output(Path("swap.png"), help="PNG grid to write.", folder=False)):
     """Rows a and b: input, reconstruction, and the face with the other's label and features."""
     import mien
     from mien.control.swap import label_index, swap as swap_pair
