@@ -52,6 +52,8 @@ figures: demo
 	cp out/demo/vae/reconstructions.png docs/vae_reconstructions.png
 	cp out/demo/diffusion/samples.png docs/ldm_samples.png
 	cp out/demo/edits/edits.png docs/ldm_edits.png
+	for f in samples truncation style_mixing direction_interfacegan direction_ganspace direction_sefa inversions; do \
+	  cp out/demo/gan/$$f.png docs/gan_$$f.png || exit 1; done
 
 # Zou ch. 3's tables at the small preset (docs/zou-ch3): four runs and their evaluation, 3 to 4 hours on a 2-core CPU.
 ZOU ?= out/zou-ch3
