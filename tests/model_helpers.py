@@ -76,3 +76,26 @@ def reconstruction_vs_mean(model, images: torch.Tensor) -> tuple[float, float]:
         mse = float(((model.reconstruct(images) - images) ** 2).mean())
     base = float(((images.mean(0, keepdim=True) - images) ** 2).mean())
     return mse, base
+
+
+class Captured:
+    """What capsys.readouterr() gives: .out and .err."""
+
+    def __init__(self, out: str, err: str):
+        self.out, self.err = out, err
+
+
+def run_main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run the ``mien`` entry point in this process, as the console script does: (exit code, out, err)."""
+    import sys
+
+    from mien.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mien", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -6,10 +6,10 @@ here independently of mien), and a pickle that would run code is refused with on
 import argparse
 import math
 import os
-import sys
 
 import pytest
 import torch
+from model_helpers import Captured, run_main
 import torch.nn.functional as F
 
 import mien
@@ -261,16 +261,11 @@ class Hostile:
 
 @pytest.fixture
 def mien_cli(capsys, monkeypatch):
-    from mien.cli import main
+    """(exit code, captured) of the ``mien`` entry point run in this process."""
 
     def run(*args):
-        monkeypatch.setattr(sys, "argv", ["mien", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        return code, capsys.readouterr()
+        code, out, err = run_main(monkeypatch, capsys, *args)
+        return code, Captured(out, err)
 
     return run
 

@@ -3,12 +3,11 @@ schedule and noise regulariser), the pSp / e4e encoders trained by the engine, a
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
-from model_helpers import single_thread  # noqa: F401 (one thread per test process)
+from model_helpers import run_main, single_thread  # noqa: F401 (one thread per test process)
 from PIL import Image
 
 import mien
@@ -244,16 +243,7 @@ def test_an_encoder_of_another_generator_is_rejected(encoder_run, tmp_path):
 # --- the command line -----------------------------------------------------------------------------
 
 def run_cli(monkeypatch, capsys, *args):
-    from mien.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["mien", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(monkeypatch, capsys, *args)
 
 
 def test_cli_writes_codes_and_grid(gan_dir, encoder_run, tmp_path, monkeypatch, capsys):

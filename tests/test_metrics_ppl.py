@@ -4,11 +4,11 @@ the real StyleGAN2, and ``mien eval ckpt`` on a GAN checkpoint."""
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
+from model_helpers import Captured, run_main
 
 from mien.errors import ConfigError, DataError
 from mien.metrics import ppl
@@ -171,16 +171,11 @@ def test_stylegan_ppl_is_zero_when_the_styles_ignore_w_so_noise_is_fixed_per_pai
 
 @pytest.fixture
 def mien(capsys, monkeypatch):
-    from mien.cli import main
+    """(exit code, captured) of the ``mien`` entry point run in this process."""
 
     def run(*args):
-        monkeypatch.setattr(sys, "argv", ["mien", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        return code, capsys.readouterr()
+        code, out, err = run_main(monkeypatch, capsys, *args)
+        return code, Captured(out, err)
 
     return run
 
