@@ -316,3 +316,29 @@ def test_world_target_changes_only_the_target():
     h = EXPRESSIONS.index("happy")
     assert happy["expression"][0] == h and happy["expression"][2] == h and happy["expression"][1] == f["expression"][1]
     assert float(happy["intensity"][2]) == 1.0
+
+
+def test_edit_strengths_in_sd_units_are_raw_strengths_times_the_sampled_spread(gan, tmp_path, capsys):
+    import mien
+    from mien.cli.directions import sd_scale
+    from mien.control.direction import traverse
+
+    model = mien.load(gan)
+    v = torch.randn(1, model.config.w_dim)
+    d = Direction("w", v)
+    w = gd.sample_codes(model, 1000, torch.Generator().manual_seed(0))["w"]
+    assert sd_scale(model, d) == pytest.approx(float((w @ (v[0] / v[0].norm())).std()), rel=1e-5)
+    codes = gd.sample_codes(model, 2, torch.Generator().manual_seed(1))["w+"]
+    unit = Direction("w", v / v.norm() * sd_scale(model, d))
+    raw = Direction("w", v / v.norm())
+    noise = model.noise_maps(2, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.allclose(traverse(model, codes, unit, [2.0], noise=noise),
+                              traverse(model, codes, raw, [2.0 * sd_scale(model, d)], noise=noise), atol=1e-5)
+    d.save(tmp_path / "d.safetensors")
+    code, err = _cli(capsys, "edit", gan, "--direction", tmp_path / "d.safetensors", "--units", "sd", "--steps", "3",
+                     "--n", "2", "--out", tmp_path / "sd.png")
+    assert code == 0 and (tmp_path / "sd.png").is_file(), err
+    code, err = _cli(capsys, "edit", gan, "--direction", tmp_path / "d.safetensors", "--units", "sigma",
+                     "--out", tmp_path / "x.png")
+    assert code == 2 and "--units" in err and len(err.splitlines()) == 1

@@ -159,14 +159,31 @@ def _codes(model, direction, image: Path | None, n: int, seed: int, align: bool 
     raise ConfigError(f"an image cannot be inverted into {space!r}; use a w, w+ or s direction with --image")
 
 
+def sd_scale(model, direction, n: int = 1000, seed: int = 0) -> float:
+    """The standard deviation of sampled codes along the unit vector of a one-vector direction (the
+    unit of ``--units sd``; the demo's and ``reproduce gan-directions``' strengths). For a GAN the
+    codes are sampled w (or s); for other models the prior, N(0, I), whose std along any unit vector is 1."""
+    from mien.control.gan_directions import sample_codes
+
+    v = direction.vectors[0].flatten()
+    v = v / v.norm()
+    if "w" not in model.latent_spaces() or direction.space not in ("w", "s"):
+        return 1.0
+    codes = sample_codes(model, n, torch.Generator().manual_seed(seed))[direction.space]
+    return float((codes.flatten(1) @ v).std())
+
+
 def direction_edit(ckpt: Path, direction: Path, strength: str, steps: int, image: Path | None, n: int,
-                   component: int, seed: int, out: Path, align: bool = True) -> Path:
-    """Rows = faces, columns = strengths along one vector of the direction."""
+                   component: int, seed: int, out: Path, align: bool = True, units: str = "raw") -> Path:
+    """Rows = faces, columns = strengths along one vector of the direction, in its own units
+    (``raw``: alpha v) or in standard deviations of sampled codes along it (``sd``)."""
     from mien.control.direction import Direction, traverse
     from mien.errors import ConfigError
     from mien.report.grid import save_grid
 
     alphas = strengths(strength, steps)
+    if units not in ("raw", "sd"):
+        raise ConfigError(f"--units {units!r}: choose raw (alpha v) or sd (std of sampled codes along v)")
     if n < 1:
         raise ConfigError(f"--n {n}: give at least one face")
     d = Direction.load(direction)
@@ -175,6 +192,9 @@ def direction_edit(ckpt: Path, direction: Path, strength: str, steps: int, image
     model = _load(ckpt)
     one = Direction(d.space, d.vectors[component:component + 1], d.layers, d.timesteps, d.sign, d.provenance)
     with torch.no_grad():
+        if units == "sd":
+            unit = one.vectors / one.vectors.flatten(1).norm() * sd_scale(model, one)
+            one = Direction(one.space, unit, one.layers, one.timesteps, one.sign, one.provenance)
         codes, noise = _codes(model, one, image, n, seed, align)
         options = {} if noise is None or one.space == "z" else {
             "noise": [m.repeat_interleave(len(alphas), 0) for m in noise]}
@@ -187,6 +207,8 @@ def direction_edit(ckpt: Path, direction: Path, strength: str, steps: int, image
 def edit(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
          direction: Path = typer.Option(None, help="A direction file (.safetensors) or folder: edit along it."),
          strength: str = typer.Option("-3,3", help="Direction edit: strength range low,high."),
+         units: str = typer.Option("raw", help="Direction edit: strengths as alpha v (raw) or in std of sampled "
+                                                "codes along v (sd, as the demo and reproduce gan-directions)."),
          n: int = option(4, POSITIVE_INT, help="Direction edit: generated faces (rows) when no --image is given."),
          component: int = option(0, NON_NEGATIVE_INT, help="Direction edit: which vector of a k-vector direction."),
          image: Path = typer.Option(None, help="Image file to edit (default: generated faces / a world face)."),
@@ -208,7 +230,7 @@ def edit(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
         if target is not None:
             raise ConfigError("--direction and --to are two different edits; give one of them")
         path = direction_edit(ckpt, direction, strength, 7 if steps is None else steps, image, n, component,
-                              0 if seed is None else seed, out, align)
+                              0 if seed is None else seed, out, align, units)
         typer.echo(f"wrote {path}")
         return
     if target is None:
