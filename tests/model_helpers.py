@@ -99,3 +99,14 @@ def run_main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         code = e.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture
+def mien_main(capsys, monkeypatch):
+    """``run(*args) -> (exit code, Captured)``: the ``mien`` entry point run in this process."""
+
+    def run(*args):
+        code, out, err = run_main(monkeypatch, capsys, *args)
+        return code, Captured(out, err)
+
+    return run

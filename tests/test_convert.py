@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from model_helpers import Captured, run_main
+from model_helpers import mien_main  # noqa: F401 (fixture)
 import torch.nn.functional as F
 
 import mien
@@ -259,21 +259,10 @@ class Hostile:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.fixture
-def mien_cli(capsys, monkeypatch):
-    """(exit code, captured) of the ``mien`` entry point run in this process."""
-
-    def run(*args):
-        code, out, err = run_main(monkeypatch, capsys, *args)
-        return code, Captured(out, err)
-
-    return run
-
-
-def test_cli_converts_a_training_checkpoint_with_args(mien_cli, tmp_path):
+def test_cli_converts_a_training_checkpoint_with_args(mien_main, tmp_path):
     ckpt = rosinality_state()
     torch.save({**ckpt, "g": ckpt["g_ema"]}, tmp_path / "000100.pt")
-    code, out = mien_cli("convert", "rosinality", tmp_path / "000100.pt", "--out", tmp_path / "run", "--size", SIZE)
+    code, out = mien_main("convert", "rosinality", tmp_path / "000100.pt", "--out", tmp_path / "run", "--size", SIZE)
     assert code == 0, out.err
     assert "16 px" in out.out
     model = mien.load(tmp_path / "run")
@@ -281,14 +270,14 @@ def test_cli_converts_a_training_checkpoint_with_args(mien_cli, tmp_path):
     torch.testing.assert_close(model.w_avg, ckpt["latent_avg"])
 
 
-def test_cli_refuses_a_pickle_that_runs_code(mien_cli, tmp_path):
+def test_cli_refuses_a_pickle_that_runs_code(mien_main, tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"g_ema": {}, "payload": Hostile(marker)}, tmp_path / "evil.pt")
-    code, out = mien_cli("convert", "rosinality", tmp_path / "evil.pt", "--out", tmp_path / "run")
+    code, out = mien_main("convert", "rosinality", tmp_path / "evil.pt", "--out", tmp_path / "run")
     assert code == 2 and "weights only" in out.err and len(out.err.strip().splitlines()) == 1, out.err
     assert not marker.exists() and not (tmp_path / "run").exists()
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    code, out = mien_cli("convert", "rosinality", tmp_path / "junk.pt", "--out", tmp_path / "run")
+    code, out = mien_main("convert", "rosinality", tmp_path / "junk.pt", "--out", tmp_path / "run")
     assert code == 2 and len(out.err.strip().splitlines()) == 1
-    code, out = mien_cli("convert", "rosinality", tmp_path / "none.pt", "--out", tmp_path / "run")
+    code, out = mien_main("convert", "rosinality", tmp_path / "none.pt", "--out", tmp_path / "run")
     assert code == 2 and "does not exist" in out.err

@@ -1,7 +1,6 @@
 """``mien eval ckpt`` / ``mien eval images``: JSON and table on success, one line and exit 2 on user errors."""
 
 import json
-import sys
 
 import pytest
 
@@ -9,7 +8,7 @@ from mien.data.folder import export_samples
 from mien.data.world import WorldDataset
 from mien.models import build_model
 from mien.models import checkpoint
-from model_helpers import single_thread  # noqa: F401
+from model_helpers import run_main, single_thread  # noqa: F401
 
 
 class Result:
@@ -20,17 +19,9 @@ class Result:
 @pytest.fixture
 def mien(capsys, monkeypatch):
     """Run the ``mien`` entry point in this process (as the console script does) and capture it."""
-    from mien.cli import main
 
     def run(*args):
-        monkeypatch.setattr(sys, "argv", ["mien", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
+        return Result(*run_main(monkeypatch, capsys, *args))
 
     return run
 

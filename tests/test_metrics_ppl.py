@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from model_helpers import Captured, run_main
+from model_helpers import mien_main  # noqa: F401 (fixture)
 
 from mien.errors import ConfigError, DataError
 from mien.metrics import ppl
@@ -169,30 +169,19 @@ def test_stylegan_ppl_is_zero_when_the_styles_ignore_w_so_noise_is_fixed_per_pai
     assert ppl.perceptual_path_length(model, 20, "w", batch_size=10) > 0
 
 
-@pytest.fixture
-def mien(capsys, monkeypatch):
-    """(exit code, captured) of the ``mien`` entry point run in this process."""
-
-    def run(*args):
-        code, out, err = run_main(monkeypatch, capsys, *args)
-        return code, Captured(out, err)
-
-    return run
-
-
-def test_eval_ckpt_reports_ppl_fid_precision_recall_for_a_gan(mien, tmp_path):
+def test_eval_ckpt_reports_ppl_fid_precision_recall_for_a_gan(mien_main, tmp_path):
     torch.manual_seed(0)
     model = build_model(TINY)
     config = {"model": model.config_dict(), "data": {"size": 32, "design": "iid", "fixed": {"pitch": 0.0}, "seed": 0}}
     ckpt = checkpoint.save(model, tmp_path / "gan", config, {"steps": 0})
-    code, out = mien("eval", "ckpt", ckpt, "--metrics", "ppl,ppl_z,fid,precision,recall", "--n", 20,
+    code, out = mien_main("eval", "ckpt", ckpt, "--metrics", "ppl,ppl_z,fid,precision,recall", "--n", 20,
                      "--batch-size", 10, "--out", tmp_path / "m.json")
     assert code == 0, out.err
     m = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert set(m) == {"ppl_w_full", "ppl_z_full", "fid_mien", "precision", "recall"}
     assert m["ppl_w_full"] > 0 and m["ppl_z_full"] > 0 and m["fid_mien"] > 0 and 0 <= m["precision"] <= 1
     assert "ppl_w_full" in out.out
-    code, out = mien("eval", "ckpt", ckpt, "--metrics", "ppl,mig", "--n", 20, "--out", tmp_path / "m.json")
+    code, out = mien_main("eval", "ckpt", ckpt, "--metrics", "ppl,mig", "--n", 20, "--out", tmp_path / "m.json")
     assert code == 2 and "needs codes" in out.err
 
 

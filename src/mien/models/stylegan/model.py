@@ -230,9 +230,8 @@ class StyleGAN(GenerativeModel):
         return out if labels is None else {**out, "label": labels}
 
     def labels_for(self, cond, n: int, generator=None) -> torch.Tensor | None:
-        if not self.config.condition:
-            return condition_labels(self.config, cond, n, self.w_avg.device, self.model_name)
-        if cond is None:
+        """Labels of ``cond`` (see :func:`condition_labels`); a conditional GAN draws one per sample when None."""
+        if self.config.condition and cond is None:
             return torch.randint(0, self.config.num_classes, (n,), generator=generator).to(self.w_avg.device)
         return condition_labels(self.config, cond, n, self.w_avg.device, self.model_name)
 
