@@ -8,7 +8,7 @@ import typer
 import typer.main
 
 from mien import __version__
-from mien.cli import (convert, data, demo, directions, eval, evaluator, expr4d, inspect, invert, reproduce, swap,
+from mien.cli import (control, convert, data, demo, directions, eval, evaluator, expr4d, inspect, invert, reproduce, swap,
                       train, zoo)
 from mien.errors import MienError
 
@@ -22,6 +22,7 @@ app.add_typer(zoo.app, name="zoo")
 app.add_typer(expr4d.app, name="expr4d")
 app.add_typer(reproduce.app, name="reproduce")
 app.add_typer(directions.app, name="directions")
+app.add_typer(control.app, name="control")
 app.command("demo")(demo.demo)
 app.command("train")(train.train)
 app.command("invert")(invert.invert)

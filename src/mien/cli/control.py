@@ -1,0 +1,7 @@
+"""`mien control`: multilinear (tensor, Haas H1) and rank-one NRSfM (Haas H2) control of a GAN's latents."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Tensor (H1) and NRSfM (H2) control of a GAN's latents.", no_args_is_help=True)
