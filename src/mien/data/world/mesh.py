@@ -27,7 +27,8 @@ MM_PER_UNIT = 70.0  # the template face is about 2 units (140 mm) wide
 MESH_SIZES = tuple(mesh_surface.GRID)
 
 
-def _sparse(rows, cols, vals, shape) -> torch.Tensor:
+def sparse_matrix(rows, cols, vals, shape) -> torch.Tensor:
+    """A coalesced sparse COO float32 matrix from (rows, cols, values)."""
     idx = torch.tensor(np.stack([rows, cols]), dtype=torch.long)
     return torch.sparse_coo_tensor(idx, torch.tensor(vals, dtype=torch.float32), shape).coalesce()
 
@@ -98,8 +99,8 @@ def mesh_template(size: str = "small") -> MeshTemplate:
 
     s = world_surface(size)
     sizes = [n * n for n in s["sides"]]
-    down = [_sparse(*d, (sizes[l + 1], sizes[l])) for l, (d, _) in enumerate(s["down_up"])]
-    up = [_sparse(*u, (sizes[l], sizes[l + 1])) for l, (_, u) in enumerate(s["down_up"])]
+    down = [sparse_matrix(*d, (sizes[l + 1], sizes[l])) for l, (d, _) in enumerate(s["down_up"])]
+    up = [sparse_matrix(*u, (sizes[l], sizes[l + 1])) for l, (_, u) in enumerate(s["down_up"])]
     hierarchy = MeshHierarchy(faces=s["faces"], n_vertices=sizes, down=down, up=up)
     rest = s["from_control"] @ geo.TEMPLATE[mesh_surface.CONTROL] + s["from_ring"]
     return MeshTemplate(vertices=torch.tensor(rest * MM_PER_UNIT, dtype=torch.float32), hierarchy=hierarchy,
