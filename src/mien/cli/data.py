@@ -59,7 +59,7 @@ def _sequence_arrays(n: int, seed: int) -> dict:
 
 @app.command()
 def show(
-    source: str = typer.Argument(..., help="A data folder, or 'world'."),
+    source: str = typer.Argument(..., help="A data folder, a mesh folder, or 'world', 'meshes', 'mesh_sequences'."),
     n: int = option(64, POSITIVE_INT, help="Number of images."),
     out: Path = output(Path("grid.png"), folder=False, help="PNG file to write."),
     landmarks: bool = typer.Option(False, "--landmarks", help="Overlay the 68 landmarks."),
@@ -67,10 +67,17 @@ def show(
     seed: int = option(0, NON_NEGATIVE_INT, help="Seed for the world."),
     scale: int = option(2, POSITIVE_INT, help="Integer upscaling of the grid."),
 ):
-    """Draw a grid of images, optionally with their landmarks."""
+    """Draw a grid of images, optionally with their landmarks; for mesh data a shaded-mesh picture
+    (meshes: the mesh world's overview; mesh_sequences: an animation, --out x.gif)."""
     from mien.data.folder import FolderDataset
+    from mien.data.formats.coma import is_mesh_folder
     from mien.report.grid import save_grid
 
+    if source in ("meshes", "mesh_sequences") or is_mesh_folder(source):
+        from mien.report.mesh_pictures import show_meshes
+
+        typer.echo(f"wrote {show_meshes(source, out, n=n, seed=seed)}")
+        return
     if n < 1:
         raise ConfigError(f"--n {n}: draw at least one image")
     if source == "world":

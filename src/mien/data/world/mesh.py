@@ -108,10 +108,17 @@ def mesh_template(size: str = "small") -> MeshTemplate:
                         landmark_bary=torch.tensor(s["landmark_bary"], dtype=torch.float32))
 
 
+@lru_cache(maxsize=None)
+def operators(size: str) -> dict[str, torch.Tensor]:
+    """The surface's linear maps as float32 tensors: ``from_control``, ``from_ring``, ``bary_pinv``."""
+    s = world_surface(size)
+    return {k: torch.tensor(s[k], dtype=torch.float32) for k in ("from_control", "from_ring", "bary_pinv")}
+
+
 def points_to_mesh(points: torch.Tensor, size: str = "small", ring: bool = True) -> torch.Tensor:
     """Meshes (... x V x 3, mm) spanned by world points (... x N_POINTS x 3, model units): exact at
     the landmarks, with landmarks(mesh) = points[..., :68] * MM_PER_UNIT. ``ring=False`` maps a
-    displacement of the points (the fixed boundary ring does not move)."""
-    s = world_surface(size)
-    out = torch.tensor(s["from_control"], dtype=torch.float32) @ points[..., mesh_surface.CONTROL, :].float()
-    return (out + torch.tensor(s["from_ring"], dtype=torch.float32) if ring else out) * MM_PER_UNIT
+    displacement of the points (the base surface does not move)."""
+    ops = operators(size)
+    out = ops["from_control"] @ points[..., mesh_surface.CONTROL, :].float()
+    return (out + ops["from_ring"] if ring else out) * MM_PER_UNIT

@@ -71,6 +71,19 @@ def factor_values(f: dict, mesh_id: dict, names: set) -> dict[str, torch.Tensor]
     return {k: (v.float() if v.is_floating_point() else v.long()) for k, v in f.items() if k in names}
 
 
+def subject_meshes(seed: int, subjects, expression, intensity, sex=None, size: str = "small") -> torch.Tensor:
+    """Meshes (B x V x 3, mm) of chosen subjects (their identity as the world draws it from ``seed``)
+    making world expressions (indices into geo.EXPRESSIONS) at intensities; ``sex`` overrides theirs."""
+    subjects = np.asarray(subjects, dtype=np.int64).reshape(-1)
+    f = IID().draw(seed, subjects)
+    if sex is not None:
+        f["sex"] = torch.as_tensor(sex, dtype=torch.long).expand(len(subjects)).clone()
+    noise = torch.stack([_normal(seed, subjects + _ID, 320 + k) for k in range(BAND_TERMS)], 1)
+    motion = torch.as_tensor(expression, dtype=torch.long).expand(len(subjects))
+    level = torch.as_tensor(intensity, dtype=torch.float32).expand(len(subjects))
+    return synthesize(f, mesh_identity(seed, subjects), noise, motion, level, size)[1]
+
+
 class _Batched(Dataset):
     """Items built a batch at a time (``batch``), like the image world's data set."""
 
@@ -139,8 +152,8 @@ class MeshSequenceDataset(_Batched):
         self.n = min(n or subjects * motions, subjects * motions)
         self.template = mesh_template(size)
         self.motion_names = tuple(MESH_MOTIONS)[:motions]
-        self.factors = ([Factor("subject", "categorical", values=tuple(str(s) for s in range(subjects)), group="identity"),
-                         Factor("motion", "categorical", values=self.motion_names, group="expression")]
+        grid = [("subject", tuple(str(s) for s in range(subjects)), "identity"), ("motion", self.motion_names, "expression")]
+        self.factors = ([Factor(name, "categorical", values=values, group=g) for name, values, g in grid if len(values) > 1]
                         + [f for f in IID().factors() if f.name in IDENTITY_FACTORS] + MESH_FACTORS)
 
     def __len__(self) -> int:
