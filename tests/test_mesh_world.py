@@ -133,3 +133,14 @@ def test_procrustes_undoes_a_planted_rigid_motion_and_aligns_the_dvae_meshes():
     assert torch.allclose(procrustes(1.3 * moved, t.vertices, scale=True), t.vertices[None], atol=1e-3)
     meshes = MeshDataset(4, seed=0).batch(range(4))["mesh"]
     assert torch.allclose(meshes.mean(1), t.vertices.mean(0).expand(4, 3), atol=1e-3)
+
+
+def test_a_linear_map_of_landmark_displacements_misses_the_identity_part():
+    b = MeshSequenceDataset(subjects=12, motions=6, frames=10, seed=0).batch(range(72))
+    d_lm = (b["landmarks"] - b["neutral_landmarks"][:, None]).reshape(720, -1).double()
+    d_mesh = (b["mesh"] - b["neutral"][:, None]).reshape(720, -1).double()
+    train = b["subject"].repeat_interleave(10) < 9
+    x = torch.cat([d_lm, torch.ones(720, 1, dtype=torch.float64)], 1)
+    w = torch.linalg.lstsq(x[train], d_mesh[train]).solution
+    err = (x[~train] @ w - d_mesh[~train]).reshape(-1, 625, 3).norm(dim=-1).mean()
+    assert 0.1 < err < 0.5 * d_mesh[~train].reshape(-1, 625, 3).norm(dim=-1).mean()

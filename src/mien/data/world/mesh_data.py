@@ -20,7 +20,7 @@ from mien.data.factors import Factor
 from mien.data.world import geometry as geo
 from mien.data.world.factors import IDENTITY_FACTORS, IID, uniforms
 from mien.data.world.mesh import mesh_template, points_to_mesh, procrustes
-from mien.data.world.mesh_fields import BAND_TERMS, MESH_MODES, band_noise, expression_bulge, identity_terms
+from mien.data.world.mesh_fields import BAND_TERMS, MESH_MODES, band_noise, expression_bulge, identity_terms, with_tissue
 from mien.data.world.sequences import SEQUENCE_CLASSES, intensity_curve
 from mien.errors import ConfigError
 
@@ -59,7 +59,8 @@ def synthesize(f: dict, mesh_id: dict, noise: torch.Tensor, motion: torch.Tensor
     points = geo.neutral_shape(shape, f["sex"], f["age"])
     neutral = (points_to_mesh(points, size) + identity_terms(mesh_id["coeffs"], f["sex"], mesh_id["strength"], size)
                + band_noise(noise, size))
-    disp = points_to_mesh(geo.expression_displacement(motion, intensity), size, ring=False)
+    disp = with_tissue(points_to_mesh(geo.expression_displacement(motion, intensity), size, ring=False),
+                       mesh_id["coeffs"], size)
     bulge = expression_bulge(neutral, motion, intensity, mesh_id["coeffs"], size)
     return neutral, (neutral[:, None] if intensity.dim() == 2 else neutral) + disp + bulge
 
