@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions
+.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions haas-nrsfm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,3 +77,11 @@ gan-directions: install
 	$(BIN)/mien reproduce gan-directions --preset small --out $(GAND) --no-progress
 	mkdir -p docs/gan-directions && cp $(GAND)/gan-directions.md docs/gan-directions/ && \
 	  cp $(GAND)/grids/*.png docs/gan-directions/ 2>/dev/null || cp $(GAND)/*.png docs/gan-directions/
+
+# Issue 16 H2: Haas P-III Table 1, NRSfM rotations against the world, NRSfM yaw vs InterFaceGAN/GANSpace
+# (docs/haas-nrsfm) on the shipped zoo GAN; single thread, about 15 minutes on 2 cores.
+HNRSFM ?= out/haas-nrsfm
+haas-nrsfm: install
+	OMP_NUM_THREADS=1 $(BIN)/mien reproduce haas-nrsfm --preset small --out $(HNRSFM)
+	mkdir -p docs/haas-nrsfm && cp $(HNRSFM)/haas-nrsfm.md $(HNRSFM)/results.json docs/haas-nrsfm/ && \
+	  cp $(HNRSFM)/grids/*.png docs/haas-nrsfm/
