@@ -59,8 +59,8 @@ class Preset:
 
 
 PRESETS = {"tiny": Preset(n_fit=96, bases=2, steps=10, n_eval=3, edit_steps=3, n_world=24, m=2, n_dir=64, k=3),
-           "small": Preset(n_fit=5000, bases=12, steps=3000, n_eval=200, edit_steps=100, n_world=400, m=32,
-                           n_dir=2000, k=10)}
+           "small": Preset(n_fit=4000, bases=12, steps=2000, n_eval=100, edit_steps=100, n_world=400, m=24,
+                           n_dir=1000, k=10)}
 
 
 def _frozen(module):

@@ -37,10 +37,11 @@ def jacobian(phi, code: torch.Tensor) -> torch.Tensor:
 
 
 def pseudo_inverse(J: torch.Tensor, damping: float = 0.0) -> torch.Tensor:
-    """J^+ (Moore-Penrose), or with ``damping`` > 0 the damped J^T (J J^T + lambda m I)^-1 with m
-    the mean eigenvalue of J J^T."""
+    """J^+ (Moore-Penrose, in J's float32 as renhaa/rankonegan's ``torch.pinverse``: singular values
+    below about 1e-6 of the largest are dropped), or with ``damping`` > 0 the damped
+    J^T (J J^T + lambda m I)^-1 with m the mean eigenvalue of J J^T."""
     if damping == 0:
-        return torch.linalg.pinv(J.double()).float()
+        return torch.linalg.pinv(J.float())
     JJ = J.double() @ J.double().T
     m = JJ.diagonal().mean()
     return (J.double().T @ torch.linalg.inv(JJ + damping * m * torch.eye(len(JJ), dtype=JJ.dtype))).float()
