@@ -163,3 +163,23 @@ def test_reproduce_haas_nrsfm_tiny(mien_main, tmp_path, single_thread):
     assert len(results["yaw_edit"]) == 4
     assert (out / "grids" / "yaw-edit.png").is_file() and (out / "grids" / "landmarks.png").is_file()
     assert "P-III Table 1" in cap.out and (out / "nrsfm" / "nrsfm.json").is_file()
+
+
+def test_identity_and_lpips_terms_vanish_at_the_start_and_are_differentiable(single_thread):
+    """D(G(w0), G(w0)) = 0 for both terms of Eq. 15, D > 0 for other faces, and the gradient reaches w."""
+    import mien
+    from mien.control.nrsfm.gan import generated_faces, renderer
+    from mien.evaluator import evaluator_for
+
+    model = mien.load(ZOO_GAN).eval().requires_grad_(False)
+    evaluator = evaluator_for(32).eval().requires_grad_(False)
+    faces = generated_faces(model, evaluator, 3, seed=4)
+    render = renderer(model, "w", faces["noise"])
+    w0 = faces["w"]
+    for term in (ed.identity_distance(render, evaluator, w0), ed.lpips_term(render, evaluator, w0)):
+        with torch.no_grad():
+            assert term(w0).abs().max() < 1e-5
+            assert (term(w0.roll(1, 0)) > 1e-3).all()
+        w = (w0 + 0.1).requires_grad_(True)
+        term(w).sum().backward()
+        assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
