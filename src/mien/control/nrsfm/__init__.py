@@ -26,6 +26,11 @@ Pipeline (P-III §3.1.1, "Alg. B" of the digest):
    by the extraction formulas consistent with Eq. 4.11;
 7. the basis shapes turned so that theta = 0 is the mean pose (the thesis leaves this step unstated);
 8. new landmarks: q* = argmin_q ||R(q) - X_new||_F^2 (Eq. 11) by L-BFGS or Adam.
+
+Modules: ``geometry`` (inputs, Euler angles, Alg. 2), ``factorise`` (Eqs. 4.1-4.13, Eq. 10),
+``estimator`` (R(q), :class:`RankOneNRSfM`), ``planted`` (planted and world data), ``regressor``
+(phi, Eq. 12), ``editors`` (Eqs. 14-15, transfer, conditional sampling) and ``gan`` (a GAN's
+generated landmarks, phi per latent space, the stored model).
 """
 
 from mien.control.nrsfm.estimator import METHODS, RankOneNRSfM, backbone, split_q
