@@ -22,7 +22,9 @@ def fit(run: Path = typer.Argument(..., help="StyleGAN checkpoint folder (e.g. t
         bases: int = option(12, POSITIVE_INT, help="Rank-one deformation bases K (q has K + 8 entries)."),
         steps: int = option(2000, POSITIVE_INT, help="Adam steps of each regressor phi (Eq. 12)."),
         spaces: str = typer.Option("z,w,w+", help="Latent spaces to train phi in (comma-separated)."),
-        method: str = typer.Option("als", help="Rank-one fit: als (Eq. 4.13) or gradient (P-III Eq. 10)."),
+        method: str = typer.Option("gradient", help="Rank-one fit: gradient (P-III Eq. 10) or als (Eq. 4.13)."),
+        metric: str = typer.Option("orthographic", help="Metric upgrade of the rigid split: orthographic, scaled or "
+                                                        "none (P-III's raw SVD split)."),
         lr: float = option(1e-3, POSITIVE, help="Learning rate of phi."),
         seed: int = option(0, NON_NEGATIVE_INT, help="Random seed of the sampled faces and of phi.")):
     """Fit the NRSfM on generated landmarks (the evaluator's head) and phi in each latent space."""
@@ -33,7 +35,7 @@ def fit(run: Path = typer.Argument(..., help="StyleGAN checkpoint folder (e.g. t
     model = mien.load(run).eval()
     evaluator = evaluator_for(model.config.image_size).eval()
     control = NRSfMControl(bases, [s.strip() for s in spaces.split(",")], n, steps, lr=lr, method=method,
-                           seed=seed).fit(model, evaluator)
+                           metric=metric, seed=seed).fit(model, evaluator)
     control.save(out, {"checkpoint": str(Path(run).resolve())})
     losses = ", ".join(f"{s} {phi.train_loss_:.3g}" for s, phi in control.regressors_.items())
     typer.echo(f"NRSfM: {n} faces, K={bases}, reprojection RMS {control.nrsfm_.reprojection_error_:.4g}; "
