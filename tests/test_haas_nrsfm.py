@@ -128,7 +128,7 @@ def test_fit_store_and_edit_through_the_cli(mien_main, tmp_path, single_thread):
 
     model_dir = tmp_path / "model"
     code, cap = mien_main("control", "nrsfm", "fit", ZOO_GAN, "--out", str(model_dir), "-n", "48", "--bases",
-                               "2", "--steps", "3", "--spaces", "w,w+")
+                               "2", "--steps", "3", "--nrsfm-steps", "50", "--spaces", "w,w+")
     assert code == 0, cap.err
     info = json.loads((model_dir / "nrsfm.json").read_text())
     assert info["spaces"] == ["w", "w+"] and (model_dir / "nrsfm.safetensors").is_file()

@@ -25,6 +25,7 @@ def fit(run: Path = typer.Argument(..., help="StyleGAN checkpoint folder (e.g. t
         method: str = typer.Option("gradient", help="Rank-one fit: gradient (P-III Eq. 10) or als (Eq. 4.13)."),
         metric: str = typer.Option("orthographic", help="Metric upgrade of the rigid split: orthographic, scaled or "
                                                         "none (P-III's raw SVD split)."),
+        nrsfm_steps: int = option(2000, POSITIVE_INT, "--nrsfm-steps", help="Adam steps of the gradient fit (Eq. 10)."),
         lr: float = option(1e-3, POSITIVE, help="Learning rate of phi."),
         seed: int = option(0, NON_NEGATIVE_INT, help="Random seed of the sampled faces and of phi.")):
     """Fit the NRSfM on generated landmarks (the evaluator's head) and phi in each latent space."""
@@ -35,7 +36,7 @@ def fit(run: Path = typer.Argument(..., help="StyleGAN checkpoint folder (e.g. t
     model = mien.load(run).eval()
     evaluator = evaluator_for(model.config.image_size).eval()
     control = NRSfMControl(bases, [s.strip() for s in spaces.split(",")], n, steps, lr=lr, method=method,
-                           metric=metric, seed=seed).fit(model, evaluator)
+                           metric=metric, nrsfm_steps=nrsfm_steps, seed=seed).fit(model, evaluator)
     control.save(out, {"checkpoint": str(Path(run).resolve())})
     losses = ", ".join(f"{s} {phi.train_loss_:.3g}" for s, phi in control.regressors_.items())
     typer.echo(f"NRSfM: {n} faces, K={bases}, reprojection RMS {control.nrsfm_.reprojection_error_:.4g}; "

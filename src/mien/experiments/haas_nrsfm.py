@@ -47,7 +47,8 @@ COLUMNS = ("L_L(w)", "L_L(w_edit)", "L_phi", "L_R", "L_ID")
 @dataclass
 class Preset:
     """Sizes: faces factorised, bases K, phi's Adam steps, faces of Table 1, editor steps, world
-    renders, faces of the yaw comparison, codes the directions are fitted on, GANSpace components."""
+    renders, faces of the yaw comparison, codes the directions are fitted on, GANSpace components,
+    Adam steps of the rank-one fit (Eq. 10)."""
 
     n_fit: int
     bases: int
@@ -58,11 +59,13 @@ class Preset:
     m: int
     n_dir: int
     k: int
+    nrsfm_steps: int
 
 
-PRESETS = {"tiny": Preset(n_fit=96, bases=2, steps=10, n_eval=3, edit_steps=3, n_world=24, m=2, n_dir=64, k=3),
+PRESETS = {"tiny": Preset(n_fit=96, bases=2, steps=10, n_eval=3, edit_steps=3, n_world=24, m=2, n_dir=64, k=3,
+                          nrsfm_steps=100),
            "small": Preset(n_fit=4000, bases=12, steps=2000, n_eval=100, edit_steps=100, n_world=400, m=24,
-                           n_dir=1000, k=10)}
+                           n_dir=1000, k=10, nrsfm_steps=2000)}
 
 
 def _frozen(module):
@@ -151,7 +154,7 @@ def fit_diagnostics(X: torch.Tensor, yaw: torch.Tensor, p: Preset) -> list[dict]
     rows = []
     for method in ("als", "gradient"):
         for metric in ("orthographic", "none"):
-            m = RankOneNRSfM(p.bases, method=method, metric=metric, front=30).fit(X)
+            m = RankOneNRSfM(p.bases, method=method, metric=metric, front=30, steps=p.nrsfm_steps).fit(X)
             q, K = m.q_, p.bases
             rigid = q.clone()
             rigid[:, 6:6 + K] = 0
@@ -229,7 +232,8 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0) -> Path:
     model = _frozen(mien.load(ckpt))
     evaluator = _frozen(evaluator_for(model.config.image_size))
     faces = generated_faces(model, evaluator, p.n_fit, seed)
-    control = NRSfMControl(p.bases, SPACES, p.n_fit, p.steps, seed=seed).fit(model, evaluator, faces)
+    control = NRSfMControl(p.bases, SPACES, p.n_fit, p.steps, nrsfm_steps=p.nrsfm_steps, seed=seed).fit(
+        model, evaluator, faces)
     with torch.no_grad():
         yaw = torch.cat([evaluator.pose_degrees(evaluator(x)["pose"])[:, 0] for x in faces["image"].split(256)])
     diagnostics = fit_diagnostics(faces["landmarks"].double(), yaw, p)

@@ -59,14 +59,16 @@ def generated_faces(model, evaluator, n: int, seed: int = 0, batch: int = 128) -
 
 
 class NRSfMControl:
-    """The rank-one NRSfM of a GAN's generated landmarks plus phi per latent space. ``fit(model,
+    """The rank-one NRSfM of a GAN's generated landmarks (``nrsfm_steps``: Adam steps of Eq. 10)
+    plus phi per latent space (``steps`` Adam steps of Eq. 12 each). ``fit(model,
     evaluator)`` learns ``nrsfm_`` (a fitted :class:`RankOneNRSfM`), ``regressors_`` (space ->
     :class:`NRSfMRegressor`) and ``latent_shapes_`` (space -> shape, checked on every use)."""
 
     def __init__(self, n_bases: int = 12, spaces=SPACES, n: int = 2000, steps: int = 2000, batch: int = 256,
-                 lr: float = 1e-3, method: str = "gradient", metric: str = "orthographic", seed: int = 0):
+                 lr: float = 1e-3, method: str = "gradient", metric: str = "orthographic", nrsfm_steps: int = 2000,
+                 seed: int = 0):
         self.n_bases, self.spaces, self.n, self.steps, self.batch = n_bases, tuple(spaces), n, steps, batch
-        self.lr, self.method, self.metric, self.seed = lr, method, metric, seed
+        self.lr, self.method, self.metric, self.nrsfm_steps, self.seed = lr, method, metric, nrsfm_steps, seed
 
     def fit(self, model, evaluator, faces: dict | None = None) -> "NRSfMControl":
         unknown = [s for s in self.spaces if s not in SPACES]
@@ -76,7 +78,7 @@ class NRSfMControl:
         X = faces["landmarks"].double()
         front = NOSE_TIP if X.shape[1] == 68 else None
         self.nrsfm_ = RankOneNRSfM(self.n_bases, method=self.method, metric=self.metric, front=front,
-                                   seed=self.seed).fit(X)
+                                   steps=self.nrsfm_steps, seed=self.seed).fit(X)
         self.regressors_ = {s: NRSfMRegressor(s, steps=self.steps, batch=self.batch, lr=self.lr, seed=self.seed)
                             .fit(faces[s], faces["landmarks"], self.nrsfm_) for s in self.spaces}
         self.latent_shapes_ = {s: tuple(model.latent_spaces()[s]) for s in self.spaces}
