@@ -64,8 +64,8 @@ class Preset:
 
 PRESETS = {"tiny": Preset(n_fit=96, bases=2, steps=10, n_eval=3, edit_steps=3, n_world=24, m=2, n_dir=64, k=3,
                           nrsfm_steps=100),
-           "small": Preset(n_fit=4000, bases=12, steps=2000, n_eval=100, edit_steps=100, n_world=400, m=24,
-                           n_dir=1000, k=10, nrsfm_steps=2000)}
+           "small": Preset(n_fit=3000, bases=12, steps=1500, n_eval=50, edit_steps=100, n_world=400, m=16,
+                           n_dir=800, k=10, nrsfm_steps=2000)}
 
 
 def _frozen(module):
