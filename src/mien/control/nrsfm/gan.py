@@ -177,14 +177,12 @@ def pose_sweep(control: NRSfMControl, model, evaluator, space: str, code, noise,
     ts = torch.linspace(-1, 1, columns).tolist() if columns > 1 else [1.0]
     targets = torch.cat([editors.turn(q0, phi.n_bases, t * yaw, t * pitch, t * roll) for t in ts])
     codes = code.expand(len(ts), *code.shape[1:])
-    if editor == "gradient":
-        options = {"distance": editors.identity_distance(renderer(model, space, [m.expand(len(ts), -1, -1, -1) for m in noise]),
-                                                          evaluator, codes), "lam": lam, "steps": steps}
-    else:
-        options = {}
+    render_all = renderer(model, space, [m.expand(len(ts), -1, -1, -1) for m in noise])
+    options = ({"distance": editors.identity_distance(render_all, evaluator, codes), "lam": lam, "steps": steps}
+               if editor == "gradient" else {})
     edited = editors.edit(phi, codes, targets, editor, **options)
     with torch.no_grad():
-        images = torch.cat([render(code), renderer(model, space, [m.expand(len(ts), -1, -1, -1) for m in noise])(edited)])
+        images = torch.cat([render(code), render_all(edited)])
         measured = evaluator.pose_degrees(evaluator(images)["pose"])[:, 0]
     labels = ["input"] + [f"{t * yaw:+.0f}/{measured[i + 1] - measured[0]:+.0f}" for i, t in enumerate(ts)]
     return images, labels
