@@ -251,7 +251,9 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0) -> Path:
     save_grid(torch.cat([fit_faces, fit_faces]), out / "grids" / "landmarks.png", nrow=len(fit_faces), scale=4,
               landmarks=torch.cat([held_out["landmarks"][:8], fitted]))
     seconds = time.time() - start
-    info = {"checkpoint": str(ckpt), "preset": preset, "seed": seed, "settings": asdict(p),
+    here = Path.cwd().resolve()
+    shown = ckpt.resolve().relative_to(here) if ckpt.resolve().is_relative_to(here) else ckpt
+    info = {"checkpoint": str(shown), "preset": preset, "seed": seed, "settings": asdict(p),
             "nrsfm_reprojection_rms": control.nrsfm_.reprojection_error_,
             "phi_train_loss": {s: phi.train_loss_ for s, phi in control.regressors_.items()},
             "fit_diagnostics": diagnostics, "table1": rows, "world_rotations": world, "yaw_edit": yaw_rows, "seconds": seconds}
