@@ -5,9 +5,9 @@ NRSfM on them, train phi in each latent space, and store it all as safetensors +
 Departures, named: the thesis samples 5 x 10^4 faces and K = 12; the presets here are smaller. The
 rank-one fit is P-III's Eq. 10 (``method="gradient"``) as in the thesis, but the rigid split gets
 the orthographic metric upgrade (P-III keeps the raw M_0 = U_0 Sigma_0): on the zoo GAN (yaw only,
-+-25 degrees) ALS leaves coefficients of std ~12 on depth-pointing bases that make a 10 degree turn
-of R(q) move the landmarks 18x more than the rigid turn, and on world renders the scaled upgrade's
-rotations are 10x further from the truth than the orthographic ones (docs/haas-nrsfm)."""
++-25 degrees) ALS leaves coefficients of std 64 on depth-pointing bases that make a 10 degree turn
+of R(q) move the landmarks 49x more than the rigid turn, and on world renders the scaled upgrade's
+yaw is 10.6 degrees RMS from the truth against 1.1 for the orthographic one (docs/haas-nrsfm)."""
 
 from __future__ import annotations
 
