@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions mesh-pictures
+.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions mesh-pictures haas-nrsfm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,3 +82,10 @@ gan-directions: install
 	$(BIN)/mien reproduce gan-directions --preset small --out $(GAND) --no-progress
 	mkdir -p docs/gan-directions && cp $(GAND)/gan-directions.md docs/gan-directions/ && \
 	  cp $(GAND)/grids/*.png docs/gan-directions/ 2>/dev/null || cp $(GAND)/*.png docs/gan-directions/
+
+# Issue 16 H2: Haas P-III Table 1, NRSfM rotations against the world, NRSfM yaw vs InterFaceGAN/GANSpace
+# (docs/haas-nrsfm) on the shipped zoo GAN; one thread, 8 minutes on the shared 2-core machine.
+HNRSFM ?= out/haas-nrsfm
+haas-nrsfm: install
+	OMP_NUM_THREADS=1 $(BIN)/mien reproduce haas-nrsfm --preset small --out $(HNRSFM)
+	mkdir -p docs/haas-nrsfm && cp -r $(HNRSFM)/haas-nrsfm.md $(HNRSFM)/results.json $(HNRSFM)/grids docs/haas-nrsfm/

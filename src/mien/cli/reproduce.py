@@ -47,3 +47,19 @@ def gan_directions(
     path = reproduce(ckpt, out, preset, seed, progress, layers)
     typer.echo(path.read_text())
     typer.echo(f"written to {path}")
+
+
+@app.command("haas-nrsfm")
+def haas_nrsfm(
+    ckpt: Path = typer.Option(None, "--ckpt", help="GAN checkpoint folder (default: the zoo GAN)."),
+    preset: str = typer.Option("small", help="tiny (seconds, tests) or small."),
+    out: Path = output(Path("out/haas-nrsfm"), help="Output folder (haas-nrsfm.md, results.json, nrsfm/, grids/).",
+                       folder=True),
+    seed: int = option(0, NON_NEGATIVE_INT, help="Random seed."),
+):
+    """Haas P-III Table 1 for Z, W, W+; NRSfM rotations against the world; NRSfM yaw vs InterFaceGAN and GANSpace."""
+    from mien.experiments.haas_nrsfm import reproduce
+
+    path = reproduce(ckpt, out, preset, seed)
+    typer.echo(path.read_text())
+    typer.echo(f"written to {path}")
