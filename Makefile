@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions
+.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions haas-tensor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,3 +77,11 @@ gan-directions: install
 	$(BIN)/mien reproduce gan-directions --preset small --out $(GAND) --no-progress
 	mkdir -p docs/gan-directions && cp $(GAND)/gan-directions.md docs/gan-directions/ && \
 	  cp $(GAND)/grids/*.png docs/gan-directions/ 2>/dev/null || cp $(GAND)/*.png docs/gan-directions/
+
+# Haas Papers I-II's tables (issue 16, H1) on the zoo GAN (docs/haas-tensor): a 12-person world grid
+# inverted into W+ (cached in $(HAAST)/cache), about 10 min on a quiet 2-core CPU.
+HAAST ?= out/haas-tensor
+haas-tensor: install
+	$(BIN)/mien reproduce haas-tensor --preset small --out $(HAAST) --no-progress
+	mkdir -p docs/haas-tensor/grids && cp $(HAAST)/haas-tensor.md $(HAAST)/results.json docs/haas-tensor/ && \
+	  cp $(HAAST)/grids/*.png docs/haas-tensor/grids/

@@ -80,6 +80,7 @@ def transfer(
 ):
     """Expression and rotation transfer (Haas P-I §IV-F-G) onto one face, as a PNG grid."""
     from mien.control.tensor_edit import transfer_face
+    from mien.report.grid import save_grid
 
-    path = transfer_face(model, out, ckpt, face, image, steps, gamma, intensity_level, seed)
-    typer.echo(f"wrote {path}")
+    images, labels = transfer_face(model, ckpt, face, image, steps, gamma, intensity_level, seed)
+    typer.echo(f"wrote {save_grid(images, out, nrow=min(8, len(images)), scale=3, labels=labels)}")

@@ -85,8 +85,8 @@ def face_image(ckpt, size: int, index: int | None = None, image=None, align: boo
 
 @torch.no_grad()
 def transfer_images(tmodel: StackedTensorModel, gan, ws: torch.Tensor, gamma: float = 1.0,
-                    intensity_level: int = -1, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
-    """Images and labels: G(w), then the code with each expression level set (P-I §IV-F; with an
+                    intensity_level: int = -1, seed: int = 0, names=None) -> tuple[torch.Tensor, list[str]]:
+    """Images and labels (``names``: one per expression level): G(w), then the code with each expression level set (P-I §IV-F; with an
     intensity mode, at level ``intensity_level``), then each view level v != 0 reached by the shift
     gamma (e_v - e_0) of the view parameters (Eqs. 13-14)."""
     m0 = tmodel.models_[0]
@@ -103,7 +103,7 @@ def transfer_images(tmodel: StackedTensorModel, gan, ws: torch.Tensor, gamma: fl
     eye = torch.eye(levels, dtype=torch.float64)
     for c in range(levels):
         codes.append(tmodel.inverse_transform(tmodel.replace(params, expression, eye[c])))
-        labels.append(f"{expression} {c}")
+        labels.append(names[c] if names and len(names) == levels else f"{expression} {c}")
     n_views = m0.factors_[-1].shape[0]
     for v in range(1, n_views):
         codes.append(tmodel.inverse_transform(tmodel.replace(params, view, shift=gamma * tmodel.rotation(view, 0, v))))
@@ -113,11 +113,10 @@ def transfer_images(tmodel: StackedTensorModel, gan, ws: torch.Tensor, gamma: fl
     return gan.synthesize(codes, noise).clamp(-1, 1), labels
 
 
-def transfer_face(model_dir, out, ckpt=None, index=None, image=None, steps: int = 150, gamma: float = 1.0,
-                  intensity_level: int = -1, seed: int = 0) -> Path:
-    """Invert one face into W+ of the model's GAN (or ``ckpt``) and write the transfer grid PNG ``out``."""
+def transfer_face(model_dir, ckpt=None, index=None, image=None, steps: int = 150, gamma: float = 1.0,
+                  intensity_level: int = -1, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """Invert one face into W+ of the model's GAN (or ``ckpt``): (the face and its transfers, labels)."""
     import mien
-    from mien.report.grid import save_grid
 
     tmodel, meta = load_model(model_dir)
     ckpt = Path(ckpt or meta.get("generator", ""))
@@ -131,6 +130,8 @@ def transfer_face(model_dir, out, ckpt=None, index=None, image=None, steps: int 
     x = face_image(ckpt, gan.config.image_size, index, image)
     ws = gan_invert.optimise(gan, x, "w+", steps=steps, optimise_noise=False, w_samples=500,
                              generator=torch.Generator().manual_seed(seed)).ws
-    images, labels = transfer_images(tmodel, gan, ws, gamma, intensity_level, seed)
-    return save_grid(torch.cat([x.clamp(-1, 1), images]), out, nrow=min(8, len(images) + 1), scale=3,
-                     labels=["input", *labels])
+    grid = meta.get("grid") or {}
+    emotions, levels = list(grid.get("emotions", [])), grid.get("intensities", [])
+    names = (["neutral"] + [f"{e} {i:g}" for e in emotions for i in levels]) if grid.get("layout") == "p1" else emotions
+    images, labels = transfer_images(tmodel, gan, ws, gamma, intensity_level, seed, names)
+    return torch.cat([x.clamp(-1, 1), images]), ["input", *labels]
