@@ -28,7 +28,7 @@ import torch
 
 from mien.control.tensor_model import TensorModel
 from mien.errors import ConfigError, DataError
-from mien.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from mien.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir, read_tensor_files
 
 FORMAT = "mien.tensor-model/1"
 SETTINGS = ("normalise", "ranks", "ridge", "sum_to_one", "lasso", "solver", "iters", "tol", "lr", "adam_steps")
@@ -162,19 +162,7 @@ def save_model(model: StackedTensorModel, folder, info: dict) -> Path:
 
 def load_model(folder) -> tuple[StackedTensorModel, dict]:
     """The model and the sidecar written by :func:`save_model` (never unpickled)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / "model.safetensors"))
-    except FileNotFoundError as e:
-        raise DataError(f"{e.filename} does not exist; pass a folder written by `mien control tensor fit`") from None
-    except (json.JSONDecodeError, SafetensorError, OSError, ValueError):
-        raise DataError(f"{folder} holds corrupt tensor-model files; run `mien control tensor fit` again") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DataError(f"{folder / 'model.json'} is not a mien tensor model ({FORMAT}); run `mien control tensor fit`")
+    tensors, meta = read_tensor_files(folder, "model", FORMAT, "mien control tensor fit")
     model = StackedTensorModel(meta["per_style"], **meta["settings"])
     model.latent_shape_, model.modes_, model.models_ = tuple(meta["latent_shape"]), meta["modes"], []
     for g in range(meta["styles"]):
