@@ -39,6 +39,7 @@ def fit(
     steps: int = option(150, POSITIVE_INT, help="Optimisation steps of each face's W+ inversion."),
     codes: Path = typer.Option(None, help="A W+ inversion folder (codes.safetensors + codes.json) of this grid "
                                           "instead of inverting; NaN codes are missing cells."),
+    encoder: Path = typer.Option(None, help="A pSp/e4e run (`mien train psp/...`) whose codes start each inversion."),
     fill_missing: bool = typer.Option(False, "--impute/--no-impute", help="Fill missing cells by masked HOOI."),
     per_style: bool = typer.Option(True, "--per-style/--single", help="One model per W+ style (P-I) or one in all."),
     normalise: str = typer.Option("standardise", help="standardise (P-I) or centre (P-II)."),
@@ -61,7 +62,7 @@ def fit(
     n = len(spec.dataset(gan.config.image_size))
     with _progress(progress and codes is None, -(-n // spec.batch)) as advance:
         model, folder = fit_on_grid(gan, run, spec, out, codes, fill_missing, per_style, on_batch=advance,
-                                    normalise=normalise, ridge=ridge, sum_to_one=sum_to_one, lasso=lasso)
+                                    encoder=encoder, normalise=normalise, ridge=ridge, sum_to_one=sum_to_one, lasso=lasso)
     sizes = " x ".join(str(u.shape[0]) for u in model.models_[0].factors_)
     typer.echo(f"wrote {folder} ({len(model.models_)} model(s), modes {', '.join(model.modes_)}: {sizes})")
 

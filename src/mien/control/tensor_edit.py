@@ -23,10 +23,15 @@ from mien.control.tensor_stack import StackedTensorModel, load_model, save_model
 from mien.errors import ConfigError, DataError
 
 
-def _grid_codes(model, ckpt, spec: GridSpec, codes, out: Path, on_batch) -> torch.Tensor:
-    """The grid's W+ codes: read from the inversion folder ``codes`` or inverted (cached in out/grid)."""
+def _grid_codes(model, ckpt, spec: GridSpec, codes, out: Path, on_batch, encoder=None) -> torch.Tensor:
+    """The grid's W+ codes: read from the inversion folder ``codes`` or inverted (cached in out/grid;
+    ``encoder``: a pSp/e4e run whose codes start the optimisation)."""
     if codes is None:
-        return inverted_grid(model, ckpt, spec, out / "grid", on_batch=on_batch)["codes"]
+        if encoder is not None:
+            from mien.models.stylegan.encoder import load_encoder
+
+            encoder = load_encoder(encoder, generator=ckpt)
+        return inverted_grid(model, ckpt, spec, out / "grid", encoder=encoder, on_batch=on_batch)["codes"]
     tensors, _ = gan_invert.load_inversion(codes)
     ws = tensors["ws"]
     shape = (model.config.num_ws, model.config.w_dim)
@@ -51,11 +56,11 @@ def impute(tensor: torch.Tensor, energy: float = 0.99, iters: int = 100) -> torc
 
 
 def fit_on_grid(model, ckpt, spec: GridSpec, out, codes=None, fill_missing: bool = False, per_style: bool = True,
-                on_batch=None, **options) -> tuple[StackedTensorModel, Path]:
+                on_batch=None, encoder=None, **options) -> tuple[StackedTensorModel, Path]:
     """Fit the tensor model on the world grid ``spec`` of the GAN ``model`` (folder ``ckpt``) and
     save it (``model.safetensors`` + ``model.json``) in ``out``; returns (model, folder)."""
     out = Path(out)
-    ws = _grid_codes(model, ckpt, spec, codes, out, on_batch)
+    ws = _grid_codes(model, ckpt, spec, codes, out, on_batch, encoder)
     data = spec.dataset(model.config.image_size)
     tensor, modes, latent = grid_tensor(ws, data)
     missing = int((~torch.isfinite(tensor)).any(0).sum())

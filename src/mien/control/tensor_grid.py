@@ -106,6 +106,16 @@ def invert_faces(model, images: torch.Tensor, steps: int, batch: int, seed: int 
     return gan_invert.Inversion("w+", cat("codes"), cat("ws"), noise, cat("images"), cat("lpips"), cat("mse"), history)
 
 
+def _fingerprint(module) -> str:
+    """sha256 (16 hex digits) of a module's parameters: which encoder started the inversions."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in module.parameters():
+        digest.update(p.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def inverted_grid(model, ckpt, spec: GridSpec, cache: Path | None = None, encoder=None, on_batch=None) -> dict:
     """{"codes", "images" (world), "recon", "lpips", "dataset"} of the grid ``spec`` on the GAN
     ``model`` (checkpoint folder ``ckpt``), from ``cache`` when it holds this grid's inversion."""
@@ -113,7 +123,7 @@ def inverted_grid(model, ckpt, spec: GridSpec, cache: Path | None = None, encode
 
     data = spec.dataset(model.config.image_size)
     key = {"grid": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(spec).items()},
-           "generator": generator_fingerprint(ckpt), "encoder": str(encoder.config.generator) if encoder else None}
+           "generator": generator_fingerprint(ckpt), "encoder": _fingerprint(encoder) if encoder else None}
     world = data.batch(range(len(data)))
     if cache is not None and (Path(cache) / "codes.json").exists():
         tensors, info = gan_invert.load_inversion(cache)

@@ -157,7 +157,8 @@ def confusion(ev, images: torch.Tensor, labels: torch.Tensor, names) -> list[lis
 @torch.no_grad()
 def expression_check(model, ev, grid, stacked, grid1, spec: GridSpec, test) -> tuple[dict, torch.Tensor]:
     """Confusions of the raw world faces (strongest intensity) and of expression transfer from each
-    held-out person's neutral face (stacked P-I model) onto each emotion at the strongest intensity."""
+    held-out person's neutral face (by the P-I model ``stacked``) onto each emotion at the strongest
+    intensity."""
     d, persons, cells, views = grid1.shape
     strongest = [1 + e * len(spec.intensities) + len(spec.intensities) - 1 for e in range(len(spec.emotions))]
     images = grid["images"].reshape(persons, cells, views, *grid["images"].shape[1:])
@@ -265,7 +266,9 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = 
     calibrate = gd.sample_codes(model, p.n_calibrate, gen)["w+"]
     t2, front_picture = table2(model, ckpt, ev, fei, yaw_dirs, pool["w"], calibrate, list(p.fei_yaws))
     transfer, fitted = transfer_table(grid1, modes1, latent, train, test)
-    expr, expr_picture = expression_check(model, ev, grid, fitted[("stacked", "standardise")], grid1, spec, test)
+    best = min(fitted, key=lambda k: transfer[f"{k[0]} / {k[1]}"]["eps_expr"])  # the model that transfers best
+    expr, expr_picture = expression_check(model, ev, grid, fitted[best], grid1, spec, test)
+    expr["model"] = " / ".join(best)
     planted = planted_recovery(p.planted_persons, seed)
     apathy = world_apathy(fitted[("single", "standardise")], spec)
     grids = out / "grids"
@@ -327,7 +330,9 @@ def _markdown(r: dict, p: Preset, spec: GridSpec) -> str:
               "view 1 -> view 2 with gamma = 1; copy: the source code left unchanged.", "",
               "### Expression-classifier check (evaluator expression head; rows: true or target emotion, "
               "strongest intensity)", ""]
-    for key, title in (("raw", "raw world faces"), ("transferred", "transferred from neutral (stacked model)")):
+    for key, title in (("raw", "raw world faces"), ("transferred", "transferred from the held-out persons' neutral "
+                                                                   f"faces ({r['expression']['model']} model, the "
+                                                                   "lowest eps_expr)")):
         lines += [f"{title}:", "", "| | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
         lines += [f"| {n} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for n, row in zip(names, r["expression"][key])]
         lines.append("")
