@@ -84,8 +84,9 @@ def _stats(values: torch.Tensor) -> dict:
             "sem": float(values.std() / math.sqrt(len(values))) if len(values) > 1 else 0.0}
 
 
-def table1(grid2: torch.Tensor, modes2, latent, train, test, random_codes) -> dict:
-    """P-II Table 1: rank-one and full-rank ||w^ - w||^2 on random and held-out grid latents."""
+def table1(grid2: torch.Tensor, modes2, latent, train, test, random_codes) -> tuple[dict, TensorModel]:
+    """P-II Table 1: rank-one and full-rank ||w^ - w||^2 on random and held-out grid latents (and
+    the centred P-II model, fitted on the training persons)."""
     model = TensorModel("centre").fit(grid2[:, train], modes2, latent)
     held = grid2[:, test].reshape(grid2.shape[0], -1).T
     out = {}
@@ -106,7 +107,7 @@ def _yaw_slope(model, ev, ws: torch.Tensor, vector: torch.Tensor, unit: float) -
 
 
 @torch.no_grad()
-def table2(model, ckpt, ev, fei, directions: dict, pool_w: torch.Tensor, calibrate_ws: torch.Tensor,
+def table2(model, ev, fei, directions: dict, pool_w: torch.Tensor, calibrate_ws: torch.Tensor,
            yaws) -> tuple[dict, torch.Tensor]:
     """P-II Table 2 rows {method: lpips/identity stats} and the picture (persons x columns)."""
     from mien.metrics.image import lpips_mien
@@ -264,7 +265,7 @@ def reproduce(ckpt, out, preset: str = "small", seed: int = 0, progress: bool = 
     yaw_dirs = {"InterFaceGAN": ifg.direction_.vectors.reshape(1, -1).expand(model.config.num_ws, -1),
                 "TensorGAN": found["yaw"].vectors[0]}
     calibrate = gd.sample_codes(model, p.n_calibrate, gen)["w+"]
-    t2, front_picture = table2(model, ckpt, ev, fei, yaw_dirs, pool["w"], calibrate, list(p.fei_yaws))
+    t2, front_picture = table2(model, ev, fei, yaw_dirs, pool["w"], calibrate, list(p.fei_yaws))
     transfer, fitted = transfer_table(grid1, modes1, latent, train, test)
     best = min(fitted, key=lambda k: transfer[f"{k[0]} / {k[1]}"]["eps_expr"])  # the model that transfers best
     expr, expr_picture = expression_check(model, ev, grid, fitted[best], grid1, spec, test)
