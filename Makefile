@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions mesh-pictures haas-nrsfm
+.PHONY: demo test install install-test clean figures zoo zou-ch3 zoo-gan gan-directions mesh-pictures haas-nrsfm haas-tensor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,3 +89,11 @@ HNRSFM ?= out/haas-nrsfm
 haas-nrsfm: install
 	OMP_NUM_THREADS=1 $(BIN)/mien reproduce haas-nrsfm --preset small --out $(HNRSFM)
 	mkdir -p docs/haas-nrsfm && cp -r $(HNRSFM)/haas-nrsfm.md $(HNRSFM)/results.json $(HNRSFM)/grids docs/haas-nrsfm/
+
+# Haas Papers I-II's tables (issue 16, H1) on the zoo GAN (docs/haas-tensor): a 12-person world grid
+# inverted into W+ (cached in $(HAAST)/cache), about 10 min on a quiet 2-core CPU.
+HAAST ?= out/haas-tensor
+haas-tensor: install
+	$(BIN)/mien reproduce haas-tensor --preset small --out $(HAAST) --no-progress
+	mkdir -p docs/haas-tensor/grids && cp $(HAAST)/haas-tensor.md $(HAAST)/results.json docs/haas-tensor/ && \
+	  cp $(HAAST)/grids/*.png docs/haas-tensor/grids/

@@ -18,7 +18,7 @@ from typing import BinaryIO, Callable
 
 from PIL import Image
 
-from mien.errors import OutputError
+from mien.errors import DataError, OutputError
 
 
 def _reason(path: Path, e: OSError) -> str:
@@ -162,3 +162,25 @@ def check_output_path(path, folder: bool | None = None) -> Path:
     if not os.access(base, os.W_OK | os.X_OK):
         raise OutputError(_reason(path, PermissionError(errno.EACCES, "Permission denied")))
     return path
+
+
+def read_tensor_files(folder, name: str, fmt: str, writer: str):
+    """(tensors, sidecar) of ``<name>.safetensors`` + ``<name>.json`` in ``folder`` whose sidecar
+    has ``"format": fmt``, never unpickled; a missing, corrupt or foreign pair is one DataError
+    naming ``writer`` (the command that writes it)."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / f"{name}.safetensors"))
+    except FileNotFoundError as e:
+        raise DataError(f"{e.filename} does not exist; pass a folder written by `{writer}`") from None
+    except (json.JSONDecodeError, SafetensorError, OSError, ValueError):
+        raise DataError(f"{folder} holds corrupt {name} files; run `{writer}` again") from None
+    if not isinstance(info, dict) or info.get("format") != fmt:
+        raise DataError(f"{folder / (name + '.json')} is not a {fmt} file; run `{writer}` again")
+    return tensors, info

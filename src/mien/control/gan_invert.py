@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from mien.errors import ConfigError, DataError
 from mien.evaluator.perceptual import lpips_distance
-from mien.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from mien.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir, read_tensor_files
 
 FORMAT = "mien.inversion/1"
 
@@ -249,17 +249,4 @@ def save_inversion(result: Inversion, folder, info: dict) -> Path:
 
 def load_inversion(folder) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and the sidecar written by :func:`save_inversion` (never unpickled)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    try:
-        info = json.loads((folder / "codes.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / "codes.safetensors"))
-    except FileNotFoundError as e:
-        raise DataError(f"{e.filename} does not exist; pass a folder written by `mien invert`") from None
-    except (json.JSONDecodeError, SafetensorError, OSError, ValueError):
-        raise DataError(f"{folder} holds corrupt inversion files; run `mien invert` again") from None
-    if info.get("format") != FORMAT:
-        raise DataError(f"{folder / 'codes.json'} is not a mien inversion ({FORMAT}); run `mien invert` again")
-    return tensors, info
+    return read_tensor_files(folder, "codes", FORMAT, "mien invert")

@@ -68,11 +68,22 @@ def hosvd(tensor: torch.Tensor, ranks=None) -> tuple[torch.Tensor, list[torch.Te
     ranks = _ranks(tensor, ranks)
     factors, sigmas = [], []
     for mode, r in enumerate(ranks):
-        u, s, _ = torch.linalg.svd(unfold(tensor, mode), full_matrices=False)
+        u, s = left_singular(unfold(tensor, mode))
         factors.append(u[:, :r])
         sigmas.append(s)
     core = multi_mode_product(tensor, dict(enumerate(factors)), transpose=True)
     return core, factors, sigmas
+
+
+def left_singular(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U, sigma) of a matrix's thin SVD. A wide unfolding (e.g. a person mode: 100 x 442368 at
+    paper scale) goes through the eigendecomposition of its I_n x I_n Gram matrix, so the right
+    singular vectors (as large as the tensor) are never formed."""
+    if matrix.shape[0] >= matrix.shape[1]:
+        u, s, _ = torch.linalg.svd(matrix, full_matrices=False)
+        return u, s
+    values, vectors = torch.linalg.eigh(matrix @ matrix.T)
+    return vectors.flip(1), values.flip(0).clamp_min(0).sqrt()
 
 
 def reconstruct(core: torch.Tensor, factors: list[torch.Tensor]) -> torch.Tensor:

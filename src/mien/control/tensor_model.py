@@ -62,10 +62,11 @@ class TensorModel:
         flat = unfold(tensor, 0)
         self.mean_ = flat.mean(1)
         self.scale_ = flat.std(1).clamp_min(1e-12) if self.normalise == "standardise" else torch.ones(d, dtype=flat.dtype)
-        centred = (tensor - self._expand(self.mean_, tensor)) / self._expand(self.scale_, tensor)
+        del flat
+        centred = (tensor - self._expand(self.mean_, tensor)).div_(self._expand(self.scale_, tensor))
         ranks = [None] + (list(self.ranks) if self.ranks is not None else [None] * len(modes))
-        self.centred_ = centred
         core, factors, self.sigmas_ = hosvd(centred, ranks)
+        del centred  # the model keeps the core and the factors only (paper scale: 9216 x 4800 cells)
         self.factors_ = factors[1:]
         self.core_ = mode_product(core, factors[0], 0)  # C = S x_0 U_0
         return self
@@ -225,26 +226,26 @@ class TensorModel:
         1/sqrt(2); the first two views). Returns {"emotions": E x D, "yaw": D, "intensity_factor": u~}."""
         self._fitted()
         e, i, r = (self.mode_index(m) for m in (expression, intensity, view))
-        u_int = torch.linalg.svd(unfold(self.centred_, i), full_matrices=False)[0][:, 0]
-        u_int = -u_int if u_int[-1] < u_int[0] else u_int  # the sign that makes the last level the strongest
-        z = mode_product(self.centred_, u_int[None], i).squeeze(i)  # (T - T_bar) x_i u~^T
-        dims = [k for k in range(1, self.centred_.dim()) if k != i]  # modes of z after mode 0
-        factor = {k: torch.linalg.svd(unfold(self.centred_, k), full_matrices=False)[0] for k in dims}
-        rows = {k: factor[k].mean(0) for k in dims}  # mean rows q_bar
-        core = multi_mode_product(z, {pos + 1: factor[k] for pos, k in enumerate(dims)}, transpose=True)
+        u_int = self.factors_[i - 1][:, 0]
+        sign = -1.0 if u_int[-1] < u_int[0] else 1.0  # the sign that makes the last level the strongest
+        u_int = sign * u_int
+        # (T - T_bar) x_i u~^T x_k U_k^T ... x_0 U_0 is the core C sliced at the intensity's first column
+        first = torch.zeros(1, self.factors_[i - 1].shape[1], dtype=self.core_.dtype)
+        first[0, 0] = sign
+        rows = [u.mean(0, keepdim=True) for u in self.factors_]  # mean rows q_bar
         q4_bar = float(u_int.mean())
 
         def contract(vectors: dict[int, torch.Tensor]) -> torch.Tensor:
-            out = core
-            for pos in reversed(range(len(dims))):
-                out = mode_product(out, vectors[dims[pos]][None], pos + 1).squeeze(pos + 1)
-            return out * self.scale_
+            q = [vectors.get(k + 1, rows[k]) for k in range(len(rows))]
+            return self._contract([*q[:i - 1], first, *q[i:]])[0] * self.scale_
 
-        emotions = torch.stack([contract({**rows, e: factor[e][j]}) for j in range(factor[e].shape[0])])
-        if factor[r].shape[0] < 2:
+        u_expr = self.factors_[e - 1]
+        emotions = torch.stack([contract({e: u_expr[[j]]}) for j in range(u_expr.shape[0])])
+        u_view = self.factors_[r - 1]
+        if u_view.shape[0] < 2:
             raise DataError(f"the yaw direction needs at least two levels of {self.modes_[r - 1]!r}")
-        rot = (factor[r][0] - factor[r][1]) / math.sqrt(2)
-        yaw = q4_bar * contract({**rows, r: rot})
+        rot = (u_view[[0]] - u_view[[1]]) / math.sqrt(2)
+        yaw = q4_bar * contract({r: rot})
         return {"emotions": emotions, "yaw": yaw, "intensity_factor": u_int, "q4_bar": q4_bar}
 
     def directions(self, expression="expression", intensity="intensity", view="yaw", names=None,

@@ -227,6 +227,15 @@ class Factorial(Design):
             cells += [(e, 0.0)] if e == "neutral" else [(e, float(i)) for i in self.intensities]
         return cells
 
+    def grid_modes(self) -> list[tuple[str, int]]:
+        """(factor name, levels) of the crossed modes in item order (the view varies fastest):
+        identity, expression, intensity, yaw when every expression has every intensity (Haas P-II:
+        neutral dropped); identity, expression (the cells, neutral one of them), yaw otherwise (P-I)."""
+        emotions = [e for e in self.expressions if e != "neutral"]
+        cells = ([("expression", len(emotions)), ("intensity", len(self.intensities))]
+                 if len(emotions) == len(self.expressions) else [("expression", len(self.cells()))])
+        return [("identity", self.n_identities), *cells, ("yaw", len(self.views))]
+
     @property
     def size(self) -> int:
         return self.n_identities * len(self.cells()) * len(self.views)
