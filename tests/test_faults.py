@@ -7,13 +7,11 @@ uninterrupted 2-process run."""
 import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import single_thread  # noqa: F401 (one thread per test process)
+from model_helpers import mien_cli, single_thread  # noqa: F401 (one thread per test process)
 from safetensors.torch import load_file
 
 import mien
@@ -105,13 +103,6 @@ def test_resume_at_an_epoch_boundary_and_across_epochs_is_exact(tmp_path):
     fit(tiny(16), tmp_path / "cut", resume=True, progress=False)
     fit(tiny(20), tmp_path / "cut", resume=True, progress=False)
     assert same(weights(tmp_path / "cut"), full)
-
-
-def mien_cli(*args, cwd):
-    src = str(Path(mien.__file__).parents[1])  # this checkout's mien, from any working folder
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "mien", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env)
 
 
 def ddp_stylegan(run, steps, cwd, resume=False):
