@@ -89,9 +89,11 @@ def test_sigkill_while_saving_keeps_the_previous_checkpoint_and_resume_is_exact(
     assert read_state(run / "state" / "last.ckpt")["mien"]["step"] == (5 if target == "last.ckpt" else 10)
     mien.load(run)
     assert mien.models.checkpoint.read_meta(run)["steps"] == 5
+    (run / ".notes.tmp").write_text("a user's file, not one of mien's temp files")
     fit(tiny(12), run, resume=True, progress=False)
     assert same(weights(run), uninterrupted)
-    assert mien.models.checkpoint.read_meta(run)["steps"] == 12 and not list(run.rglob(".*.tmp"))
+    assert mien.models.checkpoint.read_meta(run)["steps"] == 12
+    assert [p.name for p in run.rglob(".*.tmp")] == [".notes.tmp"]
 
 
 def test_resume_at_an_epoch_boundary_and_across_epochs_is_exact(tmp_path):

@@ -84,14 +84,13 @@ def atomic_write_with(path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
-def remove_stale_temps(folder) -> list[str]:
+def remove_stale_temps(folder) -> None:
     """Remove the temp files that :func:`atomic_write_with` left in ``folder`` when its process was
-    killed before the rename (call only while no write into ``folder`` is under way); returns their names."""
-    stale = [p for p in Path(folder).glob(".*.tmp") if re.fullmatch(r"\..+\.[0-9a-f]{8}\.tmp", p.name) and p.is_file()]
-    for p in stale:
-        with contextlib.suppress(OSError):
-            p.unlink()
-    return sorted(p.name for p in stale)
+    killed before the rename (call only while no write into ``folder`` is under way)."""
+    for p in Path(folder).glob(".*.tmp"):
+        if re.fullmatch(r"\..+\.[0-9a-f]{8}\.tmp", p.name) and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
