@@ -4,9 +4,15 @@ that steps every parameter group of a model on its own loss, as the engine does.
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+import mien
 
 from mien.data.world import WorldDataset
 from mien.models import build_model
@@ -110,3 +116,11 @@ def mien_main(capsys, monkeypatch):
         return code, Captured(out, err)
 
     return run
+
+
+def mien_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m mien ARGS`` in a subprocess (one thread) running this checkout's mien from any
+    working folder (a relative ``PYTHONPATH=src`` would find the installed copy instead)."""
+    src = str(Path(mien.__file__).parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "mien", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)

@@ -50,7 +50,7 @@ def test_supervision_mask_hides_the_stated_fraction_deterministically():
         assert m.dtype == torch.bool and int(m.sum()) == round(rate * n)
         assert torch.equal(m, supervision_mask(n, rate, seed=3))
     assert not torch.equal(supervision_mask(1000, 0.2, 3), supervision_mask(1000, 0.2, 4))
-    ds = make_dataset(DataConfig(size=32, n=200, seed=5, supervision=0.2, labels=["glasses", "smile"]))
+    ds = make_dataset(DataConfig(size=32, n=200, seed=5, supervision=0.2, labels=["glasses", "smile"], cache=False))
     assert isinstance(ds, Supervised) and ds.size == 32 and int(ds.mask.sum()) == 40
     b = ds.batch([3, 7, 11, 150])
     assert torch.equal(b["supervised"], ds.mask[[3, 7, 11, 150]])

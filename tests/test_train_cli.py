@@ -1,10 +1,8 @@
 """`mien train` and the inspection verbs end to end, the presets, and the DDP path (2 processes)."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
+from model_helpers import mien_cli
 from typer.testing import CliRunner
 
 import mien
@@ -14,10 +12,6 @@ from mien.models.base import families
 from mien.train import fit, load_run_config
 
 TINY = sorted(PRESETS.glob("*/tiny.yaml"))
-
-
-def mien_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mien", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.mark.parametrize("preset", TINY, ids=[p.parent.name for p in TINY])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -81,6 +82,15 @@ def atomic_write_with(path, write: Callable[[BinaryIO], None]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def remove_stale_temps(folder) -> None:
+    """Remove the temp files that :func:`atomic_write_with` left in ``folder`` when its process was
+    killed before the rename (call only while no write into ``folder`` is under way)."""
+    for p in Path(folder).glob(".*.tmp"):
+        if re.fullmatch(r"\..+\.[0-9a-f]{8}\.tmp", p.name) and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

@@ -20,7 +20,13 @@ class DataConfig:
     ``labels`` names the labels a semi-supervised model learns (world factors such as ``glasses``,
     or labels derived from them such as ``smile``, :mod:`mien.data.world.labels`); ``supervision``
     is the share of faces whose labels are shown (the batches then carry ``supervised``,
-    :mod:`mien.data.supervision`; the thesis's rate is 0.2); None shows every label and adds no mask."""
+    :mod:`mien.data.supervision`; the thesis's rate is 0.2); None shows every label and adds no mask.
+
+    ``cache`` (world source): render each face once into a uint8 memory-mapped cache
+    (:mod:`mien.data.world.cache`, in ``$MIEN_CACHE`` or ``~/.cache/mien``; n x 3 x size^2 bytes)
+    that every epoch, worker and process reads, faster than decoding PNGs; its images are the
+    renders quantised as an export's PNGs are. On by default for training (every epoch reads every
+    face); ``data.cache=false`` renders on the fly, unquantised, with no disk use."""
 
     source: str = "world"
     path: str | None = None
@@ -41,6 +47,7 @@ class DataConfig:
     male_fraction: Probability | None = None  # exact share of men (source: meshes); thesis 470/752
     motions: PositiveInt = 12  # motions per subject (source: mesh_sequences; subjects = n_identities or 12)
     mesh_frames: PositiveInt = 40  # frames per mesh sequence
+    cache: bool = True
 
 
 def make_dataset(cfg: DataConfig) -> Dataset:
@@ -79,7 +86,7 @@ def _dataset(cfg: DataConfig) -> Dataset:
         from mien.data.world import WorldDataset
 
         return WorldDataset(cfg.n, cfg.size, cfg.seed, cfg.design, labels=cfg.labels, fixed=cfg.fixed,
-                            ranges=cfg.ranges, n_identities=cfg.n_identities)
+                            ranges=cfg.ranges, n_identities=cfg.n_identities, cache=cfg.cache)
     from mien.data.folder import FolderDataset
     from mien.data.formats import detect_layout, open_layout
     from mien.data.formats.dataset import LayoutDataset

@@ -84,6 +84,7 @@ class TrainingModule(L.LightningModule):
         self.saved_step = None  # the step of the last kept checkpoint (set by the run's saver)
         self.last_batch = None
         self.statistics = None  # what fit_data fitted before step 0 (recorded in meta.json)
+        self.reduce_per_phase = False  # set under DDP with several phases (on_train_start)
         self.ema = None
         if cfg.ema_decay > 0 or cfg.ema_kimg > 0:
             self.ema = copy.deepcopy(model).requires_grad_(False)
@@ -106,7 +107,12 @@ class TrainingModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         """Apply the current lr, betas and weight decay of every group (a resumed run's optimiser
-        state carries those of the run that saved it)."""
+        state carries those of the run that saved it). Under DDP with several phases, turn off
+        DDP's own gradient reduction (it expects one backward through every parameter per step)
+        and average each phase's gradients over the processes after its backward
+        (:func:`average_gradients`), with rank 0's buffers broadcast before each step as DDP does
+        (:func:`broadcast_buffers`)."""
+        self.reduce_per_phase = len(self.phases) > 1 and hasattr(self.trainer.strategy.model, "require_backward_grad_sync")
         for group, opt in self._optimisers().items():
             settings = self.group_settings(group)
             for g in opt.optimizer.param_groups:
@@ -130,6 +136,9 @@ class TrainingModule(L.LightningModule):
         self.last_batch = batch
         seed_device(step_seed(self.cfg.seed, step, self.global_rank), self.device)
         optimisers, logged = self._optimisers(), {}
+        if self.reduce_per_phase:  # what DDP.no_sync() sets; Lightning sets it back after each step
+            self.trainer.strategy.model.require_backward_grad_sync = False
+            broadcast_buffers(self.model)
         for phase in self.phases:
             if step % phase.every:
                 continue
@@ -140,6 +149,8 @@ class TrainingModule(L.LightningModule):
                 g["lr"] = self.base_lr[phase.group] * self.lr_factor(step)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(terms["loss"] * (phase.every if phase.lazy else 1), inputs=params)
+            if self.reduce_per_phase:
+                average_gradients(params)
             if self.cfg.grad_clip > 0:
                 self.clip_gradients(opt, gradient_clip_val=self.cfg.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
@@ -278,3 +289,28 @@ def _batch_size(batch) -> int:
         if torch.is_tensor(v):
             return len(v)
     return 1
+
+
+def average_gradients(params) -> None:
+    """Replace the gradients of ``params`` by their mean over the processes (one all-reduce of
+    the flattened gradients; DDP's reduction, for one phase's parameters). Parameters without a
+    gradient are skipped: a phase reaches the same parameters on every process."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(mean.view_as(g))
+
+
+def broadcast_buffers(model) -> None:
+    """Rank 0's buffers (running statistics, path-length mean) on every process, as DDP's
+    ``broadcast_buffers`` does before each forward pass."""
+    import torch.distributed as dist
+
+    for b in model.buffers():
+        dist.broadcast(b, 0)

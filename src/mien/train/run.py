@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from mien.data.source import make_dataset
 from mien.errors import ConfigError, MienError, OutputError
-from mien.io import atomic_write_text, ensure_writable_dir
+from mien.io import atomic_write_text, ensure_writable_dir, remove_stale_temps
 from mien.models import checkpoint
 from mien.models.base import build_model
 from mien.train.config import RunConfig
@@ -62,6 +62,19 @@ class ModelFolder(Callback):
 
     def on_train_end(self, trainer, module):
         self._save(trainer, module)  # a finished run can be extended with a larger max_steps
+
+
+class EpochBudget(Callback):
+    """Lightning's epoch limit, counted from the epochs its restored state has already counted:
+    a run stopped by the engine counts its last epoch as finished and a resume from the end of an
+    epoch counts one more, so a fixed limit ran out after a few resumes (at an epoch boundary
+    resumed twice, a 20-step run stopped at step 17)."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_train_start(self, trainer, module):
+        trainer.fit_loop.max_epochs = trainer.fit_loop.epoch_progress.current.processed + self.epochs
 
 
 class _Data(L.LightningDataModule):
@@ -129,6 +142,9 @@ def fit(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, da
     if not resume and state.is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     check_trainer_flags(cfg.train)
+    if resume:  # temp files of saves a kill interrupted (no save of this run is under way yet)
+        for folder in (out, out / "state"):
+            remove_stale_temps(folder)
     created = not out.exists()
     ensure_writable_dir(out)
     try:
@@ -188,13 +204,14 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, dataset) -> 
     if cfg.train.init_from:
         meta["init_from"] = {"folder": str(cfg.train.init_from), "recipe": checkpoint.read_meta(cfg.train.init_from).get("recipe"),
                              "not_copied": as_built}
-    callbacks = [ModelFolder(out, config, meta, cfg.train.save_every)]
+    epochs = _epochs(cfg, len(data.dataset))
+    callbacks = [ModelFolder(out, config, meta, cfg.train.save_every), EpochBudget(epochs)]
     if progress:
         callbacks.append(RichProgressBar())
     # the engine stops itself at train.max_steps; Lightning's limit (it counts optimiser steps) is
     # an upper bound it never reaches, set so that Lightning resumes mid-epoch (iteration-based)
     trainer = L.Trainer(
-        max_steps=cfg.train.max_steps * len(module.phases) + 1, max_epochs=_epochs(cfg, len(data.dataset)), accelerator=cfg.train.accelerator,
+        max_steps=cfg.train.max_steps * len(module.phases) + 1, max_epochs=epochs, accelerator=cfg.train.accelerator,
         devices=cfg.train.devices, strategy=cfg.train.strategy, num_nodes=cfg.train.num_nodes,
         precision=cfg.train.precision, logger=CSVLogger(out, name="", version=""), callbacks=callbacks,
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=progress, enable_model_summary=False,

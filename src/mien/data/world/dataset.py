@@ -4,11 +4,14 @@ Items follow the sample-dict contract of design.md: ``image`` (3 x S x S in [-1,
 ``landmarks2d`` (68 x 2 in [0, 1]), ``landmarks3d`` (68 x 3, posed, x/y as landmarks2d and z
 towards the camera), ``label`` (the expression), ``attributes`` (the binary factors) and
 ``factors``. ``__getitems__`` renders a whole batch in one vectorised call, so a DataLoader with
-a batch size gets batched rendering for free.
+a batch size gets batched rendering for free. With ``cache=True`` the faces are rendered once into
+a memory-mapped uint8 cache (:mod:`mien.data.world.cache`) and read from it, quantised as an export
+quantises them (departure: images then differ from on-the-fly renders by the rounding, < 1/255).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -30,10 +33,11 @@ class WorldDataset(Dataset):
     a :class:`Design`; keyword arguments go to the design) from ``seed``. ``n`` defaults to the
     number of cells of a finite design. ``labels`` names labels derived from the drawn factors
     (:mod:`mien.data.world.labels`, e.g. ``smile``) to add to ``factors`` and the schema; the
-    images and the other keys do not change."""
+    images and the other keys do not change. ``cache`` reads the faces from the render cache
+    (built on first use, with a progress bar when ``progress``)."""
 
     def __init__(self, n: int | None = None, size: int = 64, seed: int = 0, design: str | Design = "iid",
-                 labels=(), **design_kwargs):
+                 labels=(), cache: bool = False, progress: bool = True, **design_kwargs):
         self.design = make_design(design, **design_kwargs)
         cells = self.design.size
         if n is None:
@@ -52,6 +56,12 @@ class WorldDataset(Dataset):
                               f"({', '.join(f.name for f in self.factors if f.discrete)}) and {', '.join(DERIVED_LABELS)}")
         self.derived = [n for n in dict.fromkeys(labels) if n not in drawn]
         self.factors += [DERIVED_LABELS[n] for n in self.derived]
+        self.cache = None
+        if cache:
+            from mien.data.world.cache import RenderCache
+
+            self.cache = RenderCache.open(self.draw, lambda idx: render(self.draw(idx), self.size),
+                                          self.n, self.size, progress)
 
     def __len__(self) -> int:
         return self.n
@@ -66,7 +76,10 @@ class WorldDataset(Dataset):
     def batch(self, indices) -> dict:
         """The collated batch of the given items (what a DataLoader would yield)."""
         f = self.draw(indices)
-        image, lm2, lm3 = render(f, self.size)
+        if self.cache is None:
+            image, lm2, lm3 = render(f, self.size)
+        else:
+            image, lm2, lm3 = self.cache.read(np.asarray(indices, dtype=np.int64).reshape(-1))
         f.update({n: derive_label(n, f) for n in self.derived})
         return {
             "image": image, "landmarks2d": lm2, "landmarks3d": lm3, "label": f["expression"].long(),
