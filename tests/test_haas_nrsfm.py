@@ -3,6 +3,7 @@ transfer, the stored model, the CLI and `mien reproduce haas-nrsfm` (tiny)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -140,10 +141,19 @@ def test_fit_store_and_edit_through_the_cli(mien_main, tmp_path, single_thread):
                                "3", "--steps", "2", "--out", str(grid))
     assert code == 0, cap.err
     assert grid.is_file() and cap.out.startswith("input")
+    if importlib.util.find_spec("mediapipe") is not None:  # a photo: q0 is the Eq. 11 fit of its detected landmarks
+        from data_layouts import world
+        from PIL import Image
+
+        Image.fromarray(world(1, 128, seed=4)[0][0]).save(tmp_path / "face.png")
+        code, cap = mien_main("control", "nrsfm", "edit", str(model_dir), "--image", str(tmp_path / "face.png"),
+                              "--start", "landmarks", "--columns", "2", "--steps", "2", "--out", str(grid))
+        assert code == 0, cap.err
+        assert cap.out.startswith("inverted")
     other = build_model({"name": "stylegan", "image_size": 32, "widths": [16, 16, 8, 8], "z_dim": 16, "w_dim": 16,
                          "mapping_layers": 1})
     other_dir = checkpoint.save(other, tmp_path / "other", {"model": other.config_dict()}, {"model": "stylegan"})
-    for args in (("--yaw", "nan"), ("--ckpt", str(other_dir)), ("--space", "s")):
+    for args in (("--yaw", "nan"), ("--ckpt", str(other_dir)), ("--space", "s"), ("--start", "landmarks")):
         code, cap = mien_main("control", "nrsfm", "edit", str(model_dir), *args, "--out", str(tmp_path / "g.png"))
         assert code == 2 and len(cap.err.strip().splitlines()) == 1, (args, cap.err)
     code, cap = mien_main("control", "nrsfm", "edit", str(tmp_path / "nothing"), "--out", str(tmp_path / "g.png"))

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from mien.cli.options import FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option, output
+from mien.errors import ConfigError
 
 app = typer.Typer(help="Rank-one NRSfM control (Haas P-III): fit on a GAN, edit pose.", no_args_is_help=True)
 
@@ -51,6 +52,8 @@ def edit(model_dir: Path = typer.Argument(..., help="Folder written by mien cont
          roll: float = option(0.0, FINITE, help="Roll change in degrees."),
          image: Path = typer.Option(None, help="Photo to edit (inverted into --space; instead of --index)."),
          align: bool = typer.Option(True, "--align/--no-align", help="Detect and align the face of --image."),
+         start: str = typer.Option("phi", help="q0 of a photo: phi (of its inverted code, as P-III reuses the "
+                                   "regressor) or landmarks (Eq. 11 fit to its detected landmarks; needs --align)."),
          index: int = option(0, NON_NEGATIVE_INT, help="Generated face to edit (of the --seed sample)."),
          space: str = typer.Option("w", help="Latent space to edit in: z, w or w+."),
          editor: str = typer.Option("gradient", help="linear (Eq. 14, J^+) or gradient (Eq. 15, identity term)."),
@@ -70,9 +73,12 @@ def edit(model_dir: Path = typer.Argument(..., help="Folder written by mien cont
     model = mien.load(ckpt or control.info_["checkpoint"]).eval()
     control.check(model)
     evaluator = evaluator_for(model.config.image_size).eval()
-    code, noise = face_code(model, space, index, seed, image, align)
+    code, noise, landmarks = face_code(model, space, index, seed, image, align)
+    if start not in ("phi", "landmarks") or (start == "landmarks" and landmarks is None):
+        raise ConfigError(f"--start {start!r} needs one of phi, landmarks; landmarks needs --image with --align")
+    landmarks = landmarks if start == "landmarks" else None
     images, labels = pose_sweep(control, model, evaluator, space, code, noise, yaw, pitch, roll, columns, editor,
-                                lam, steps)
+                                lam, steps, landmarks)
     save_grid(images, out, nrow=len(images), scale=3, labels=labels)
     typer.echo(" ".join(labels))
     typer.echo(f"written to {out}")

@@ -146,34 +146,38 @@ class NRSfMControl:
 
 
 def face_code(model, space: str, index: int = 0, seed: int = 0, image=None, align: bool = True):
-    """(code 1 x the space's shape, fixed noise maps) of face ``index`` of the seeded sample, or of
-    the photo ``image`` (loaded by :func:`mien.data.photo.load_face`, inverted into ``space`` by
-    optimisation with its noise maps; Z has no inversion)."""
+    """(code 1 x the space's shape, fixed noise maps, landmarks) of face ``index`` of the seeded
+    sample (landmarks None: phi gives its q), or of the photo ``image`` (loaded and aligned by
+    :func:`mien.data.photo.load_face`, inverted into ``space`` by optimisation with its noise maps;
+    Z has no inversion; landmarks: the detector's 68 x 2 in [0, 1] when aligned, else None)."""
     noise = model.noise_maps(1, torch.Generator().manual_seed(seed + index))
     if image is None:
-        return sample_codes(model, index + 1, torch.Generator().manual_seed(seed))[space][index:index + 1], noise
+        return sample_codes(model, index + 1, torch.Generator().manual_seed(seed))[space][index:index + 1], noise, None
     if space == "z":
         raise ConfigError("a photo cannot be inverted into Z; use --space w or w+")
     from mien.control.gan_invert import optimise
     from mien.data.photo import load_face
 
-    x = load_face(image, model.config.image_size, align=align)["image"][None]
-    inversion = optimise(model, x, space, generator=torch.Generator().manual_seed(seed))
-    return inversion.codes.detach(), [m.detach() for m in inversion.noise]
+    face = load_face(image, model.config.image_size, align=align)
+    inversion = optimise(model, face["image"][None], space, generator=torch.Generator().manual_seed(seed))
+    return inversion.codes.detach(), [m.detach() for m in inversion.noise], face.get("landmarks2d")
 
 
 def pose_sweep(control: NRSfMControl, model, evaluator, space: str, code, noise, yaw: float = 0.0, pitch: float = 0.0,
-               roll: float = 0.0, columns: int = 5, editor: str = "gradient", lam: float = 0.01, steps: int = 100):
+               roll: float = 0.0, columns: int = 5, editor: str = "gradient", lam: float = 0.01, steps: int = 100,
+               landmarks=None):
     """(images, labels): the face, then ``columns`` edits of its q turned by t (yaw, pitch, roll) for
     t from -1 to 1 (:func:`editors.turn`), by the ``linear`` (Eq. 14) or ``gradient`` (Eq. 15,
-    identity term weighted ``lam``) editor; labels give the target yaw and the evaluator's yaw change."""
+    identity term weighted ``lam``) editor; labels give the target yaw and the evaluator's yaw change.
+    The start q0 is phi(code), or with ``landmarks`` (a photo's detected 68 x 2, P-III §4.3) the
+    Eq. 11 fit of the NRSfM to them, so the edit starts from the pose the photo shows."""
     from mien.control.nrsfm import editors
 
     control.check(model)
     model.requires_grad_(False), evaluator.requires_grad_(False)  # only the codes are optimised
     phi, render = control.phi(space), renderer(model, space, noise)
     with torch.no_grad():
-        q0 = phi(code)
+        q0 = phi(code) if landmarks is None else control.nrsfm_.transform(landmarks[None]).to(code.dtype)
     ts = torch.linspace(-1, 1, columns).tolist() if columns > 1 else [1.0]
     targets = torch.cat([editors.turn(q0, phi.n_bases, t * yaw, t * pitch, t * roll) for t in ts])
     codes = code.expand(len(ts), *code.shape[1:])
@@ -184,5 +188,5 @@ def pose_sweep(control: NRSfMControl, model, evaluator, space: str, code, noise,
     with torch.no_grad():
         images = torch.cat([render(code), render_all(edited)])
         measured = evaluator.pose_degrees(evaluator(images)["pose"])[:, 0]
-    labels = ["input"] + [f"{t * yaw:+.0f}/{measured[i + 1] - measured[0]:+.0f}" for i, t in enumerate(ts)]
+    labels = ["input" if landmarks is None else "inverted"] + [f"{t * yaw:+.0f}/{measured[i + 1] - measured[0]:+.0f}" for i, t in enumerate(ts)]
     return images, labels
