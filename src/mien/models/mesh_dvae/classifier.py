@@ -72,8 +72,7 @@ class MeshClassifier(MeshModel):
 
     def predict(self, meshes: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """y_hat of native meshes, the vertices of ``mask`` (B, V) removed first."""
-        x = self.normalise(meshes)
-        return self.logits_of(x if mask is None else remove(x, mask)).argmax(1)
+        return self.logits_of(self.seen(meshes, mask)).argmax(1)
 
     def saliency(self, meshes: torch.Tensor) -> torch.Tensor:
         """Eq. 4.12: (B, V) max over coordinates of |d p(y = 0|x) / d x_ic|, x the normalised mesh."""

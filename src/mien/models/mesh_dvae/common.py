@@ -14,6 +14,7 @@ import torch
 from mien.config import PositiveInt
 from mien.errors import ConfigError
 from mien.models.base import GenerativeModel, ModelConfig
+from mien.models.mesh_dvae.missing import remove
 from mien.models.mesh_dvae.network import template_of
 
 MESH_SIZES = ("small", "paper")
@@ -89,6 +90,11 @@ class MeshModel(GenerativeModel):
         if x.shape[-2:] != self.mean.shape:
             raise ConfigError(f"meshes of {x.shape[-2]} vertices given to a model of {self.mean.shape[0]}")
         return (x - self.mean) / self.scale
+
+    def seen(self, meshes: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised meshes, the vertices of ``mask`` (B, V) removed (missing data, §4.8.2)."""
+        x = self.normalise(meshes)
+        return x if mask is None else remove(x, mask)
 
     def denormalise(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.mean

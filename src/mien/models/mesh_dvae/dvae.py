@@ -125,14 +125,15 @@ class DVAE(MeshModel):
         return self.generate(z, zeros), self.generate(z, zeros + 1)
 
     # --- on native meshes (mm) -----------------------------------------------------------------------
-    def predict(self, meshes: torch.Tensor) -> torch.Tensor:
+    def predict(self, meshes: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """y_hat = argmax q_0(x)."""
-        return self.logits(self.normalise(meshes)).argmax(1)
+        return self.logits(self.seen(meshes, mask)).argmax(1)
 
-    def reconstruct(self, meshes: torch.Tensor, y: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
+    def reconstruct(self, meshes: torch.Tensor, y: torch.Tensor | None = None, flip: bool = False,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
         """Sex preservation f(mu(x, y), y), or sex change f(mu(x, y), 1 - y) with ``flip`` (§4.5.3);
         y is the true label when given, else y_hat. The VAE's reconstruction f(mu(x))."""
-        x = self.normalise(meshes)
+        x = self.seen(meshes, mask)
         if not self.labelled:
             return self.denormalise(self.generate(self.posterior(x, None)[0], None))
         features = self.encoder(x)
