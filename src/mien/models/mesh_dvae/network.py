@@ -11,8 +11,6 @@ in Fig. 4.2; the defaults are CoMA's (filters 16-16-16-32) on the mesh world's n
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 from torch import nn
 
@@ -26,17 +24,9 @@ def template_of(mesh_size: str):
     return mesh_template(mesh_size)
 
 
-@lru_cache(maxsize=8)
-def _laplacians(hierarchy) -> tuple:
-    return tuple(scaled_laplacian(f, n) for f, n in zip(hierarchy.faces, hierarchy.n_vertices))
-
-
-def laplacians(hierarchy) -> tuple:
-    """The scaled Laplacian of every level (cached per hierarchy object)."""
-    try:
-        return _laplacians(hierarchy)
-    except TypeError:  # an unhashable hierarchy
-        return tuple(scaled_laplacian(f, n) for f, n in zip(hierarchy.faces, hierarchy.n_vertices))
+def laplacians(hierarchy) -> list[torch.Tensor]:
+    """The scaled Laplacian of every level."""
+    return [scaled_laplacian(f, n) for f, n in zip(hierarchy.faces, hierarchy.n_vertices)]
 
 
 def levels_of(hierarchy, blocks: int) -> list[int]:
