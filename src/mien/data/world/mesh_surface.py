@@ -95,7 +95,7 @@ def _ring() -> tuple[np.ndarray, np.ndarray]:
     return xy, np.concatenate([xy, np.full((RING, 1), RING_Z)], 1)
 
 
-def spline_matrix(centres: np.ndarray, at: np.ndarray, smoothing: float = 1e-5) -> np.ndarray:
+def spline_matrix(centres: np.ndarray, at: np.ndarray, smoothing: float = 1e-3) -> np.ndarray:
     """A (len(at), len(centres)) with A @ values = thin-plate spline (kernel r^2 log r, affine part)
     through values at the centres, evaluated at the points ``at``."""
 
