@@ -16,7 +16,6 @@ Every model trains through the engine into ``OUT/runs/fold<k>/<name>``; a finish
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from mien.io import atomic_write_text, ensure_writable_dir
 from mien.models.mesh_dvae.missing import SIDES, side_mask
 
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(9))  # Fig. 4.6's x-axis, 0 to 80 % removed
-FIG_ROWS = {"c": "C", "dvae": "DVAE", "c_recon": "DVAE + C_recon", "vae_c": "VAE + C"}
 
 
 class Part(Dataset):
@@ -193,7 +191,7 @@ def _all_meshes(data) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def reproduce(config_path, out_dir, overrides: list[str] | None = None, folds: int = 5,
-              alphas=(0.5, 1.0, 2.0), sqrt_vs=(1.0, 1.6), seed: int = 0, progress: bool = True) -> Path:
+              alphas=(1.0, 2.0), sqrt_vs=(1.0, 1.6), seed: int = 0, progress: bool = True) -> Path:
     """Run the protocol, write ``OUT/zou-ch4.md``, ``results.json``, ``fig4_6.png`` and the saliency
     renders; returns the report's path."""
     from mien.data.source import make_dataset
@@ -212,4 +210,4 @@ def reproduce(config_path, out_dir, overrides: list[str] | None = None, folds: i
         results.append(run_fold(runs, meshes, y, train_idx, test_idx, grid, seed, saliency=k == 0))
     from mien.experiments.zou_ch4_report import write_report
 
-    return write_report(out, results, data.template, meshes, y, Path(config_path).name, grid)
+    return write_report(out, results, data.template, meshes, y, Path(config_path).name, grid, FRACTIONS)
