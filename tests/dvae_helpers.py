@@ -1,16 +1,11 @@
-"""A tiny nested grid mesh and a planted two-class mesh data set for the DVAE tests (no mesh world needed)."""
+"""A tiny nested grid hierarchy (on mesh_helpers.grid_mesh) and a planted two-class mesh data set
+for the DVAE tests (no mesh world needed)."""
 
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-
-def grid_faces(n: int) -> np.ndarray:
-    """Consistently oriented triangles of an n x n vertex grid."""
-    idx = np.arange(n * n).reshape(n, n)
-    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
-    return np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)]).astype(np.int64)
+from mesh_helpers import grid_mesh
 
 
 def _down(n: int) -> torch.Tensor:
@@ -56,7 +51,7 @@ def grid_template(n: int = 9, levels: int = 2) -> Template:
     sizes = [n]
     for _ in range(levels):
         sizes.append((sizes[-1] + 1) // 2)
-    h = Hierarchy([grid_faces(s) for s in sizes], [s * s for s in sizes],
+    h = Hierarchy([grid_mesh(s)[1] for s in sizes], [s * s for s in sizes],
                   [_down(s) for s in sizes[:-1]], [_up(s) for s in sizes[:-1]])
     u, v = np.meshgrid(np.linspace(-50, 50, n), np.linspace(-50, 50, n), indexing="ij")
     verts = np.stack([u.ravel(), v.ravel(), 0.002 * (u ** 2 + v ** 2).ravel()], 1).astype(np.float32)
@@ -68,10 +63,10 @@ def planted_meshes(template: Template, n: int, seed: int = 0, effect: float = 6.
     g = torch.Generator().manual_seed(seed)
     base = torch.as_tensor(template.vertices)
     u, v = base[:, 0] / 50, base[:, 1] / 50
-    modes = torch.stack([u, v, u * v, u ** 2 - v ** 2], 1)  # (V, 4)
-    coef = torch.randn(n, 4, 3, generator=g) * 3.0
+    modes = torch.stack([u, v], 1)  # (V, 2): 6 identity dimensions
+    coef = torch.randn(n, 2, 3, generator=g) * 3.0
     y = (torch.arange(n) % 3 == 0).long()[torch.randperm(n, generator=g)]  # about a third in class 1
-    bump = torch.exp(-((u - 0.5) ** 2 + (v - 0.5) ** 2) / 0.08)
+    bump = torch.exp(-((u - 0.4) ** 2 + (v - 0.4) ** 2) / 0.25)
     meshes = base + torch.einsum("vk,nkc->nvc", modes, coef)
     meshes[:, :, 2] += effect * y[:, None].float() * bump
     meshes += 0.2 * torch.randn(meshes.shape, generator=g)

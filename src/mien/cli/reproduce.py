@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mien.cli.options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, option, output
+from mien.cli.options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Range, option, output
 
 app = typer.Typer(help="Reproduce the tables of a source document on the world.", no_args_is_help=True)
 
@@ -38,7 +38,7 @@ def zou_ch4(
     config: Path = typer.Option(None, help="A config file instead of the preset."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides for every run, e.g. train.max_steps=100."),
     out: Path = output(Path("out/zou-ch4"), folder=True, help="Output folder (runs/, zou-ch4.md, fig4_6.png)."),
-    folds: int = option(5, POSITIVE_INT, help="Outer stratified folds (at least 2)."),
+    folds: int = option(5, Range(int, 2), help="Outer stratified folds (at least 2)."),
     alphas: str = typer.Option("1,2", help="The inner grid's alpha values, comma-separated (thesis: 0.5,1,2,3,4,5)."),
     sqrt_vs: str = typer.Option("1,1.6", help="The inner grid's sqrt(v) values (thesis: 0.7,1,1.3,1.6,1.9)."),
     seed: int = option(0, NON_NEGATIVE_INT, help="Seed of the folds."),

@@ -39,8 +39,6 @@ def _load_dvae(path: str) -> DVAE:
     model = load(path)
     if not isinstance(model, DVAE) or not model.labelled:
         raise ConfigError(f"model.recon_from {path} is not a DVAE checkpoint (variant dvae)")
-    for p in model.parameters():
-        p.requires_grad_(False)
     return model
 
 
@@ -51,8 +49,10 @@ class MeshClassifier(MeshModel):
     def __init__(self, config: MeshClassifierConfig, template=None, dvae: DVAE | None = None):
         super().__init__(config, template)
         self.dvae = dvae if dvae is not None else _load_dvae(config.recon_from) if config.recon_from else None
-        if self.dvae is not None and self.dvae.mean.shape != self.mean.shape:
-            raise ConfigError("model.recon_from is a DVAE of another mesh topology")
+        if self.dvae is not None:
+            if self.dvae.mean.shape != self.mean.shape:
+                raise ConfigError("model.recon_from is a DVAE of another mesh topology")
+            self.dvae.requires_grad_(False)  # frozen: C_recon trains alone
         self.encoder = MeshEncoder(self.hierarchy, 6 if self.dvae is not None else 3, config.filters, config.K)
         self.head = mlp_head(self.encoder.out_features, config.hidden, 2)
 
