@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
 
-from mien.config import NonNegativeInt, PositiveInt
+from mien.config import NonNegativeInt, PositiveInt, Probability
 from mien.errors import ConfigError
 
 DEFAULT_SIZE = 64
@@ -37,10 +37,15 @@ class DataConfig:
     num_workers: NonNegativeInt = 0
     labels: list[str] = field(default_factory=list)
     supervision: float | None = None
+    mesh_size: str = "small"  # mesh world topology (source: meshes, mesh_sequences): small or paper
+    male_fraction: Probability | None = None  # exact share of men (source: meshes); thesis 470/752
+    motions: PositiveInt = 12  # motions per subject (source: mesh_sequences; subjects = n_identities or 12)
+    mesh_frames: PositiveInt = 40  # frames per mesh sequence
 
 
 def make_dataset(cfg: DataConfig) -> Dataset:
-    """The world on the fly, its landmark sequences (``source: sequences``, collated by padding),
+    """The world on the fly, its landmark sequences (``source: sequences``, collated by padding), its
+    face meshes (``source: meshes``, ``mesh_sequences``; :mod:`mien.data.world.mesh_data`),
     or a folder (``data.path``): mien's image folders, or CelebA, FFHQ, AffectNet and FER2013 as
     they are unpacked (:mod:`mien.data.formats`; ``mien data prepare`` makes a faster copy); with
     ``supervision`` set, wrapped in :class:`~mien.data.supervision.Supervised` (mask seeded by ``seed``)."""
@@ -53,6 +58,12 @@ def make_dataset(cfg: DataConfig) -> Dataset:
 
 
 def _dataset(cfg: DataConfig) -> Dataset:
+    if cfg.source in ("meshes", "mesh_sequences"):
+        from mien.data.world.mesh_data import MeshDataset, MeshSequenceDataset
+
+        if cfg.source == "meshes":
+            return MeshDataset(cfg.n, cfg.seed, cfg.mesh_size, cfg.male_fraction, cfg.n_identities)
+        return MeshSequenceDataset(cfg.n_identities or 12, cfg.motions, cfg.mesh_frames, cfg.seed, cfg.mesh_size, cfg.n)
     if cfg.source == "sequences":
         from mien.data.world.sequences import WorldSequenceDataset, pad_sequences
 

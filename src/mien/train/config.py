@@ -98,8 +98,9 @@ def run_config(data: dict) -> RunConfig:
         section["source"] = "folder"
     cfg = RunConfig(dict(data["model"]), from_dict(DataConfig, section, "data."),
                     from_dict(TrainConfig, data.get("train"), "train."))
-    if cfg.data.source not in ("world", "folder", "sequences"):
-        raise ConfigError(f"data.source {cfg.data.source!r} is not known; use world, sequences or folder (data.path=DIR)")
+    if cfg.data.source not in ("world", "folder", "sequences", "meshes", "mesh_sequences"):
+        raise ConfigError(f"data.source {cfg.data.source!r} is not known; use world, sequences, meshes, "
+                          "mesh_sequences or folder (data.path=DIR)")
     if cfg.data.source == "folder" and not cfg.data.path:
         raise ConfigError("data.source=folder needs data.path=DIR")
     return cfg
