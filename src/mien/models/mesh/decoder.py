@@ -121,7 +121,7 @@ class MeshDecoder(GenerativeModel):
         hierarchy = template.hierarchy
         if config.fingerprint and hierarchy.fingerprint() != config.fingerprint:
             raise ConfigError(f"the {config.mesh_size} mesh template changed since this model was trained; retrain it")
-        self.n_vertices = hierarchy.n_vertices[0]
+        self.n_vertices, self.faces = hierarchy.n_vertices[0], hierarchy.faces[0]
         self.coarse = hierarchy.n_vertices[min(len(config.widths), len(hierarchy.n_vertices)) - 1]
         n3, widths, variant = 3 * config.n_landmarks, list(config.widths), config.variant
         self.register_buffer("neutral_mean", template.vertices.clone())
