@@ -22,7 +22,7 @@ expressive regions by a hand-made mask; here w_v = 1 + m_v / mean(m), renormalis
 where m_v is the mean displacement magnitude of vertex v in the first training batch (fit_data),
 so moving regions weigh up to about twice as much. Since M^_f = M + dM^_f, the two terms are both
 L1 terms on the same residual, one weighted. Inputs are normalised (M by the first batch's mean
-mesh and spread, dL_f and dM_f by the spread of dL_f); the thesis gives no widths, spiral length,
+mesh and its spread, at least 1 mm; dL_f and dM_f by the spread of dL_f); the thesis gives no widths, spiral length,
 pooling or optimiser, so the defaults are SpiralNet++'s (length 9) and CoMA's (K = 6). Each
 training step uses ``frames`` frames drawn from each sequence (seeded by the step).
 """
@@ -155,8 +155,8 @@ class MeshDecoder(GenerativeModel):
         """Normalisers, vertex weights and a bank of landmark displacements from a first batch."""
         neutral, dl, dm = self._inputs(batch)
         self.neutral_mean.copy_(neutral.mean(0))
-        self.neutral_scale.copy_((neutral - neutral.mean(0)).std().clamp_min(1e-6))
-        self.displacement_scale.copy_(dl.std().clamp_min(1e-6))
+        self.neutral_scale.copy_((neutral - neutral.mean(0)).std().clamp_min(1.0))
+        self.displacement_scale.copy_(dl.std().clamp_min(1e-3))
         m = dm.norm(dim=-1).flatten(0, -2).mean(0)
         w = 1 + m / m.mean().clamp_min(1e-12)
         self.vertex_weight.copy_(w / w.mean())
