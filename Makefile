@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean figures zoo zou-ch3 zou-ch3-mesh zoo-gan gan-directions
+.PHONY: demo test install install-test clean figures zoo zou-ch3 zou-ch3-mesh zoo-gan gan-directions mesh-pictures
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ figures: demo
 	cp out/demo/edits/edits.png docs/ldm_edits.png
 	for f in samples truncation style_mixing direction_interfacegan direction_ganspace direction_sefa inversions; do \
 	  cp out/demo/gan/$$f.png docs/gan_$$f.png || exit 1; done
+
+# The mesh world's pictures under docs/ (seconds).
+mesh-pictures: install
+	$(BIN)/mien data show meshes --out docs/mesh_world.png
+	$(BIN)/mien data show mesh_sequences --n 4 --out docs/mesh_sequence.gif
 
 # Zou ch. 3's tables at the small preset (docs/zou-ch3): four runs and their evaluation, 3 to 4 hours on a 2-core CPU.
 ZOU ?= out/zou-ch3
