@@ -23,9 +23,23 @@ def synth(
     seed: int = option(0, NON_NEGATIVE_INT, help="Random seed; the same seed gives the same data."),
     design: str = typer.Option("iid", help="iid, factorial or correlated."),
     sequences: int = option(0, NON_NEGATIVE_INT, help="Also write this many 4D landmark sequences to sequences.npz."),
+    meshes: bool = typer.Option(False, "--meshes", help="Write mesh sequences in the CoMA layout instead of images."),
+    subjects: int = option(12, POSITIVE_INT, help="With --meshes: number of subjects."),
+    motions: int = option(12, POSITIVE_INT, help="With --meshes: motions per subject (at most 12)."),
+    frames: int = option(40, POSITIVE_INT, help="With --meshes: frames per sequence (at least 4)."),
+    mesh_size: str = typer.Option("small", help="With --meshes: mesh topology, small or paper."),
 ):
-    """Export world faces in the standard image-folder layout."""
+    """Export world faces in the standard image-folder layout, or (--meshes) world mesh sequences as
+    <subject>/<motion>/<motion>.NNNNNN.ply with factors.csv, labels.csv and landmarks.txt."""
     from mien.data.folder import export_samples
+
+    if meshes:
+        from mien.data.formats.coma import export_sequences
+        from mien.data.world.mesh_data import MeshSequenceDataset
+
+        written = export_sequences(MeshSequenceDataset(subjects, motions, frames, seed, mesh_size), out)
+        typer.echo(f"wrote {written} meshes ({subjects} subjects x {motions} motions x {frames} frames) to {out}")
+        return
 
     ds = WorldDataset(None if design == "factorial" and n == 1000 else n, size, seed, design)
     arrays = _sequence_arrays(sequences, seed) if sequences else None
@@ -45,7 +59,7 @@ def _sequence_arrays(n: int, seed: int) -> dict:
 
 @app.command()
 def show(
-    source: str = typer.Argument(..., help="A data folder, or 'world'."),
+    source: str = typer.Argument(..., help="A data folder, a mesh folder, or 'world', 'meshes', 'mesh_sequences'."),
     n: int = option(64, POSITIVE_INT, help="Number of images."),
     out: Path = output(Path("grid.png"), folder=False, help="PNG file to write."),
     landmarks: bool = typer.Option(False, "--landmarks", help="Overlay the 68 landmarks."),
@@ -53,10 +67,17 @@ def show(
     seed: int = option(0, NON_NEGATIVE_INT, help="Seed for the world."),
     scale: int = option(2, POSITIVE_INT, help="Integer upscaling of the grid."),
 ):
-    """Draw a grid of images, optionally with their landmarks."""
+    """Draw a grid of images, optionally with their landmarks; for mesh data a shaded-mesh picture
+    (meshes: the mesh world's overview; mesh_sequences: an animation, --out x.gif)."""
     from mien.data.folder import FolderDataset
+    from mien.data.formats.coma import is_mesh_folder
     from mien.report.grid import save_grid
 
+    if source in ("meshes", "mesh_sequences") or is_mesh_folder(source):
+        from mien.report.mesh_pictures import show_meshes
+
+        typer.echo(f"wrote {show_meshes(source, out, n=n, seed=seed)}")
+        return
     if n < 1:
         raise ConfigError(f"--n {n}: draw at least one image")
     if source == "world":
@@ -76,11 +97,16 @@ def show(
 @app.command()
 def inspect(
     folder: Path = typer.Argument(..., help="A data set folder (CelebA, FFHQ, AffectNet, FER2013 or images)."),
-    layout: str = typer.Option("auto", help="auto, celeba, ffhq, affectnet, fer2013 or folder."),
+    layout: str = typer.Option("auto", help="auto, celeba, ffhq, affectnet, fer2013, folder or meshes."),
 ):
     """Say what a data set folder holds: layout, counts, splits, factors, landmarks, problems."""
     from mien.data.formats import describe, open_layout
+    from mien.data.formats import coma
 
+    if layout == "meshes" or (layout == "auto" and coma.is_mesh_folder(folder)):
+        for line in coma.describe(coma.MeshFolder(folder)):
+            typer.echo(line)
+        return
     for line in describe(open_layout(folder, layout)):
         typer.echo(line)
 

@@ -32,6 +32,23 @@ def zou_ch3(
     typer.echo(f"written to {path}")
 
 
+@app.command("zou-ch3-mesh")
+def zou_ch3_mesh(
+    preset: str = typer.Option("small", help="tiny, small or paper (the shipped meshdecoder/<preset>)."),
+    config: Path = typer.Option(None, help="A config file instead of the preset."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides for every run, e.g. train.max_steps=100."),
+    out: Path = output(Path("out/zou-ch3-mesh"), folder=True, help="Output folder (runs/, heatmaps/, zou-ch3-mesh.md)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
+):
+    """Train (or reuse) Z2 and its Linear, CoMA and S2D baselines on two splits; write Tab. 3.5 and heat maps."""
+    from mien.config import preset_path
+    from mien.experiments.zou_ch3_mesh import reproduce
+
+    path = reproduce(config or preset_path("meshdecoder", preset), out, list(overrides or []), progress)
+    typer.echo(path.read_text())
+    typer.echo(f"written to {path}")
+
+
 @app.command("zou-ch4")
 def zou_ch4(
     preset: str = typer.Option("small", help="tiny, small or paper (the shipped dvae/<preset>)."),

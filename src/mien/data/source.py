@@ -45,7 +45,8 @@ class DataConfig:
 
 def make_dataset(cfg: DataConfig) -> Dataset:
     """The world on the fly, its landmark sequences (``source: sequences``, collated by padding), its
-    face meshes (``source: meshes``, ``mesh_sequences``; :mod:`mien.data.world.mesh_data`),
+    face meshes (``source: meshes``, ``mesh_sequences``; :mod:`mien.data.world.mesh_data`; with
+    ``data.path`` a real mesh folder, :mod:`mien.data.formats.coma`),
     or a folder (``data.path``): mien's image folders, or CelebA, FFHQ, AffectNet and FER2013 as
     they are unpacked (:mod:`mien.data.formats`; ``mien data prepare`` makes a faster copy); with
     ``supervision`` set, wrapped in :class:`~mien.data.supervision.Supervised` (mask seeded by ``seed``)."""
@@ -58,6 +59,10 @@ def make_dataset(cfg: DataConfig) -> Dataset:
 
 
 def _dataset(cfg: DataConfig) -> Dataset:
+    if cfg.source in ("meshes", "mesh_sequences") and cfg.path:
+        from mien.data.formats.coma import MeshFolderDataset, MeshFolderSequences
+
+        return MeshFolderDataset(cfg.path) if cfg.source == "meshes" else MeshFolderSequences(cfg.path, cfg.mesh_frames)
     if cfg.source in ("meshes", "mesh_sequences"):
         from mien.data.world.mesh_data import MeshDataset, MeshSequenceDataset
 

@@ -131,16 +131,19 @@ def save_mesh_grid(meshes, faces, path, **kw) -> Path:
 
 
 def save_mesh_animation(frames, faces, path, size: int = 160, fps: int = 12, yaw: float = 0.0) -> Path:
-    """Write a mesh sequence (T x V x 3) as a GIF (or MP4 with the video extra), framed on frame 0."""
+    """Write a mesh sequence (T x V x 3), or N sequences side by side (N x T x V x 3), as a GIF (or
+    MP4 with the video extra), all framed on the first frame of the first sequence."""
     from mien.data.world.sequences import save_animation
 
     seq = np.asarray(torch.as_tensor(frames, dtype=torch.float64))
-    if seq.ndim != 3 or len(seq) == 0:
-        raise DataError(f"a mesh sequence must be T x V x 3, got shape {seq.shape}")
+    seq = seq[None] if seq.ndim == 3 else seq
+    if seq.ndim != 4 or seq.shape[1] == 0 or seq.shape[-1] != 3:
+        raise DataError(f"a mesh sequence must be T x V x 3 (or N x T x V x 3), got shape {seq.shape}")
     path = Path(path)
     ensure_writable_dir(path.parent)
-    frame = frame_of(seq[0])
-    pics = np.stack([render_mesh(v, faces, size, frame=frame, yaw=yaw) for v in seq])
+    frame = frame_of(seq[0, 0])
+    pics = np.stack([np.concatenate([render_mesh(s[t], faces, size, frame=frame, yaw=yaw) for s in seq], 1)
+                     for t in range(seq.shape[1])])
     save_animation(torch.from_numpy(pics).permute(0, 3, 1, 2).float() / 127.5 - 1, path, fps=fps)
     return path
 

@@ -27,7 +27,8 @@ MM_PER_UNIT = 70.0  # the template face is about 2 units (140 mm) wide
 MESH_SIZES = tuple(mesh_surface.GRID)
 
 
-def _sparse(rows, cols, vals, shape) -> torch.Tensor:
+def sparse_matrix(rows, cols, vals, shape) -> torch.Tensor:
+    """A coalesced sparse COO float32 matrix from (rows, cols, values)."""
     idx = torch.tensor(np.stack([rows, cols]), dtype=torch.long)
     return torch.sparse_coo_tensor(idx, torch.tensor(vals, dtype=torch.float32), shape).coalesce()
 
@@ -98,8 +99,8 @@ def mesh_template(size: str = "small") -> MeshTemplate:
 
     s = world_surface(size)
     sizes = [n * n for n in s["sides"]]
-    down = [_sparse(*d, (sizes[l + 1], sizes[l])) for l, (d, _) in enumerate(s["down_up"])]
-    up = [_sparse(*u, (sizes[l], sizes[l + 1])) for l, (_, u) in enumerate(s["down_up"])]
+    down = [sparse_matrix(*d, (sizes[l + 1], sizes[l])) for l, (d, _) in enumerate(s["down_up"])]
+    up = [sparse_matrix(*u, (sizes[l], sizes[l + 1])) for l, (_, u) in enumerate(s["down_up"])]
     hierarchy = MeshHierarchy(faces=s["faces"], n_vertices=sizes, down=down, up=up)
     rest = s["from_control"] @ geo.TEMPLATE[mesh_surface.CONTROL] + s["from_ring"]
     return MeshTemplate(vertices=torch.tensor(rest * MM_PER_UNIT, dtype=torch.float32), hierarchy=hierarchy,
@@ -107,10 +108,17 @@ def mesh_template(size: str = "small") -> MeshTemplate:
                         landmark_bary=torch.tensor(s["landmark_bary"], dtype=torch.float32))
 
 
+@lru_cache(maxsize=None)
+def operators(size: str) -> dict[str, torch.Tensor]:
+    """The surface's linear maps as float32 tensors: ``from_control``, ``from_ring``, ``bary_pinv``."""
+    s = world_surface(size)
+    return {k: torch.tensor(s[k], dtype=torch.float32) for k in ("from_control", "from_ring", "bary_pinv")}
+
+
 def points_to_mesh(points: torch.Tensor, size: str = "small", ring: bool = True) -> torch.Tensor:
     """Meshes (... x V x 3, mm) spanned by world points (... x N_POINTS x 3, model units): exact at
     the landmarks, with landmarks(mesh) = points[..., :68] * MM_PER_UNIT. ``ring=False`` maps a
-    displacement of the points (the fixed boundary ring does not move)."""
-    s = world_surface(size)
-    out = torch.tensor(s["from_control"], dtype=torch.float32) @ points[..., mesh_surface.CONTROL, :].float()
-    return (out + torch.tensor(s["from_ring"], dtype=torch.float32) if ring else out) * MM_PER_UNIT
+    displacement of the points (the base surface does not move)."""
+    ops = operators(size)
+    out = ops["from_control"] @ points[..., mesh_surface.CONTROL, :].float()
+    return (out + ops["from_ring"] if ring else out) * MM_PER_UNIT

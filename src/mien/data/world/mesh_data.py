@@ -64,6 +64,26 @@ def synthesize(f: dict, mesh_id: dict, noise: torch.Tensor, motion: torch.Tensor
     return neutral, (neutral[:, None] if intensity.dim() == 2 else neutral) + disp + bulge
 
 
+def factor_values(f: dict, mesh_id: dict, names: set) -> dict[str, torch.Tensor]:
+    """The named world and mesh identity factors of a batch (floats, or int64 codes)."""
+    f = {**f, **{f"mesh_{m}": mesh_id["coeffs"][:, k] for k, m in enumerate(MESH_MODES)},
+         "sex_strength": mesh_id["strength"]}
+    return {k: (v.float() if v.is_floating_point() else v.long()) for k, v in f.items() if k in names}
+
+
+def subject_meshes(seed: int, subjects, expression, intensity, sex=None, size: str = "small") -> torch.Tensor:
+    """Meshes (B x V x 3, mm) of chosen subjects (their identity as the world draws it from ``seed``)
+    making world expressions (indices into geo.EXPRESSIONS) at intensities; ``sex`` overrides theirs."""
+    subjects = np.asarray(subjects, dtype=np.int64).reshape(-1)
+    f = IID().draw(seed, subjects)
+    if sex is not None:
+        f["sex"] = torch.as_tensor(sex, dtype=torch.long).expand(len(subjects)).clone()
+    noise = torch.stack([_normal(seed, subjects + _ID, 320 + k) for k in range(BAND_TERMS)], 1)
+    motion = torch.as_tensor(expression, dtype=torch.long).expand(len(subjects))
+    level = torch.as_tensor(intensity, dtype=torch.float32).expand(len(subjects))
+    return synthesize(f, mesh_identity(seed, subjects), noise, motion, level, size)[1]
+
+
 class _Batched(Dataset):
     """Items built a batch at a time (``batch``), like the image world's data set."""
 
@@ -112,18 +132,15 @@ class MeshDataset(_Batched):
         mesh_id = mesh_identity(self.seed, ident)
         noise = torch.stack([_normal(self.seed, idx, 320 + k) for k in range(BAND_TERMS)], 1)
         _, mesh = synthesize(f, mesh_id, noise, f["expression"].long(), f["intensity"].float(), self.size)
-        f.update({f"mesh_{m}": mesh_id["coeffs"][:, k] for k, m in enumerate(MESH_MODES)})
-        f["sex_strength"] = mesh_id["strength"]
-        names = {fac.name for fac in self.factors}
         return {"mesh": mesh, "label": f["sex"].long(), "identity": torch.as_tensor(ident, dtype=torch.long),
-                "factors": {k: (v.float() if v.is_floating_point() else v.long()) for k, v in f.items() if k in names}}
+                "factors": factor_values(f, mesh_id, {fac.name for fac in self.factors})}
 
 
 class MeshSequenceDataset(_Batched):
     """CoMA-like sequences: item i is subject i // motions doing motion i % motions (MESH_MOTIONS),
     ``frames`` meshes from neutral to apex (first half, N2E ramp) and back (second half, E2N).
     Items: ``mesh`` (T x V x 3), ``neutral`` (V x 3), ``landmarks`` (T x 68 x 3), ``neutral_landmarks``,
-    ``subject``, ``motion``. ``n`` (at most subjects x motions) keeps the first n items."""
+    ``subject``, ``motion``, ``factors`` (the subject's identity factors). ``n`` (at most subjects x motions) keeps the first n items."""
 
     def __init__(self, subjects: int = 12, motions: int = 12, frames: int = 40, seed: int = 0,
                  size: str = "small", n: int | None = None):
@@ -135,8 +152,9 @@ class MeshSequenceDataset(_Batched):
         self.n = min(n or subjects * motions, subjects * motions)
         self.template = mesh_template(size)
         self.motion_names = tuple(MESH_MOTIONS)[:motions]
-        self.factors = [Factor("subject", "categorical", values=tuple(str(s) for s in range(subjects)), group="identity"),
-                        Factor("motion", "categorical", values=self.motion_names, group="expression")]
+        grid = [("subject", tuple(str(s) for s in range(subjects)), "identity"), ("motion", self.motion_names, "expression")]
+        self.factors = ([Factor(name, "categorical", values=values, group=g) for name, values, g in grid if len(values) > 1]
+                        + [f for f in IID().factors() if f.name in IDENTITY_FACTORS] + MESH_FACTORS)
 
     def __len__(self) -> int:
         return self.n
@@ -158,7 +176,9 @@ class MeshSequenceDataset(_Batched):
         world_motion = torch.tensor([geo.MOTIONS.index(w) for w in world])
         curve = self.intensity(idx) * torch.tensor(gain)[:, None]
         noise = torch.stack([_normal(self.seed, subject + _ID, 320 + k) for k in range(BAND_TERMS)], 1)
-        neutral, mesh = synthesize(f, mesh_identity(self.seed, subject), noise, world_motion, curve, self.size)
+        mesh_id = mesh_identity(self.seed, subject)
+        neutral, mesh = synthesize(f, mesh_id, noise, world_motion, curve, self.size)
         return {"mesh": mesh, "neutral": neutral, "landmarks": self.template.landmarks(mesh),
                 "neutral_landmarks": self.template.landmarks(neutral),
-                "subject": torch.from_numpy(subject), "motion": torch.from_numpy(motion)}
+                "subject": torch.from_numpy(subject), "motion": torch.from_numpy(motion),
+                "factors": factor_values(f, mesh_id, {fac.name for fac in self.factors})}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mien.data.world import geometry as geo
-from mien.data.world.mesh import MM_PER_UNIT, world_surface
+from mien.data.world.mesh import MM_PER_UNIT, mesh_template, operators, world_surface
 from mien.data.world.mesh_surface import without_landmarks
 
 MESH_MODES = ("cheek_fullness", "cheekbone", "forehead_slope", "temple_depth", "chin_depth")
@@ -107,8 +107,11 @@ def vertex_normals(vertices: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
     """Unit area-weighted vertex normals (... x V x 3) of counter-clockwise triangles."""
     f = torch.as_tensor(faces)
     a, b, c = (vertices[..., f[:, k], :] for k in range(3))
-    fn = torch.linalg.cross(b - a, c - a)
-    n = torch.zeros_like(vertices).index_add_(-2, f.reshape(-1), fn.repeat_interleave(3, dim=-2))
+    fn = torch.linalg.cross(b - a, c - a)  # ... x F x 3
+    incidence = torch.sparse_coo_tensor(torch.stack([f.reshape(-1), torch.arange(f.numel()) // 3]),
+                                        torch.ones(f.numel(), dtype=fn.dtype), (vertices.shape[-2], len(f)))
+    flat = fn.movedim(-2, 0).reshape(len(f), -1)  # F x (... 3)
+    n = (incidence @ flat).reshape(vertices.shape[-2], *fn.shape[:-2], 3).movedim(0, -2)
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -134,7 +137,6 @@ def expression_bulge(neutral: torch.Tensor, motion: torch.Tensor, intensity: tor
     ties = torch.stack([coeffs[:, MESH_MODES.index(REGION_MODE[r])] for r in REGIONS], 1).float()
     gain = BULGE_TABLE[motion] * (1 + 0.4 * ties).clamp_min(0.1)  # B x R
     profile = torch.einsum("br,rv->bv", gain, region_weights(size))[..., None] * normals  # B x V x 3
-    bary, pinv = (torch.tensor(s[k], dtype=torch.float32) for k in ("bary", "bary_pinv"))
-    profile = profile - pinv @ (bary @ profile)
+    profile = profile - operators(size)["bary_pinv"] @ mesh_template(size).landmarks(profile)  # (I - B^+ B) profile
     scale = intensity.float()[..., None, None] * MM_PER_UNIT
     return scale * (profile[:, None] if intensity.dim() == 2 else profile)

@@ -7,11 +7,13 @@ s = u sqrt(1 - v^2/2), t = v sqrt(1 - u^2/2)) that covers the face from chin to 
 gives the next finer level exactly: coarse vertices are a subset of the fine ones (down-sampling
 selects them) and every fine vertex is the midpoint of a coarse edge (up-sampling averages two).
 
-The 3-D surface is a thin-plate spline over the chart through the world's control points (the 68
-landmarks, the forehead outline and the ears, geometry.py) plus a fixed boundary ring. The 68
+The 3-D surface is a base ellipsoid plus a thin-plate spline over the chart of the residuals at the
+world's control points (the 68 landmarks, the forehead outline and the ears, geometry.py), zero on
+a boundary ring, so the surface between features follows the dome instead of sagging. The 68
 landmarks are barycentric points of the finest level; an exact correction X + B^+(L - B X),
-B the (68, V) barycentric matrix, makes the embedded landmarks equal the world's landmarks for
-every shape (Zou digest G: "landmarks as a vertex subset" generalised to barycentric points).
+B the (68, V) barycentric matrix and B^+ = K B^T (B K B^T)^-1 its pseudo-inverse smoothed by a
+Gaussian kernel K over the chart (so corrections are smooth, not spikes at three vertices), makes
+the embedded landmarks equal the world's landmarks for every shape (Zou digest G: "landmarks as a vertex subset" generalised to barycentric points).
 Departure from the source: CoMA's FLAME topology is replaced by this grid patch (no mouth or eye
 holes); the lips are drawn apart in the chart (LIP_GAP) so that an opening mouth stretches
 triangles between them instead of folding them.
@@ -27,7 +29,8 @@ GRID = {"small": 25, "paper": 73}  # grid side at the finest level: 625 and 5,32
 LEVELS = 4  # finest plus three x4 coarsenings (CoMA pools by 4 per level)
 CHART_X, CHART_Y0, CHART_Y = 1.12, -0.08, 1.22  # ellipse half-width, centre and half-height (model units)
 LIP_GAP = 0.045  # chart-only vertical offset of the upper (+) and lower (-) lips
-RING, RING_Z = 32, -0.45  # boundary ring points of the spline and their depth
+RING = 32  # boundary ring points where the spline's residual is zero
+SPREAD = 0.05  # width (model units) of the Gaussian that spreads the landmark correction
 CONTROL = list(range(geo.N_LANDMARKS)) + [geo.AUX[f"forehead{i}"] for i in range(9)] + [geo.AUX["ear_r"], geo.AUX["ear_l"]]
 _UPPER_LIP, _LOWER_LIP = [49, 50, 51, 52, 53, 61, 62, 63], [55, 56, 57, 58, 59, 65, 66, 67]
 
@@ -89,13 +92,30 @@ def control_chart() -> np.ndarray:
     return xy
 
 
-def _ring() -> tuple[np.ndarray, np.ndarray]:
+def _ring() -> np.ndarray:
     a = np.linspace(0, 2 * np.pi, RING, endpoint=False)
-    xy = np.stack([CHART_X * 1.02 * np.cos(a), CHART_Y0 + CHART_Y * 1.02 * np.sin(a)], 1)
-    return xy, np.concatenate([xy, np.full((RING, 1), RING_Z)], 1)
+    return np.stack([CHART_X * 1.02 * np.cos(a), CHART_Y0 + CHART_Y * 1.02 * np.sin(a)], 1)
 
 
-def spline_matrix(centres: np.ndarray, at: np.ndarray, smoothing: float = 1e-3) -> np.ndarray:
+def _dome(xy: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Depth of the base ellipsoid z = z0 + c sqrt(1 - (x/a)^2 - ((y - y0)/b)^2) (0 outside)."""
+    z0, c, a, b, y0 = p
+    inside = 1 - (xy[:, 0] / a) ** 2 - ((xy[:, 1] - y0) / b) ** 2
+    return z0 + c * np.sqrt(np.clip(inside, 0, None))
+
+
+def base_surface(xy: np.ndarray) -> np.ndarray:
+    """(N, 3) base surface over the chart: (x, y, ellipsoid depth), the ellipsoid fitted by least
+    squares to the template's control points, so the spline only adds the features to it."""
+    from scipy.optimize import least_squares
+
+    ctrl, z = control_chart(), geo.TEMPLATE[CONTROL, 2]
+    fit = least_squares(lambda p: _dome(ctrl, p) - z, x0=[-0.6, 0.9, 1.3, 1.6, -0.1],
+                        bounds=([-2, 0.1, 1.05, 1.3, -0.5], [1, 3, 3, 3, 0.5])).x
+    return np.concatenate([xy, _dome(xy, fit)[:, None]], 1)
+
+
+def spline_matrix(centres: np.ndarray, at: np.ndarray, smoothing: float = 1e-5) -> np.ndarray:
     """A (len(at), len(centres)) with A @ values = thin-plate spline (kernel r^2 log r, affine part)
     through values at the centres, evaluated at the points ``at``."""
 
@@ -131,7 +151,7 @@ def locate(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> tuple
 def surface(size: str):
     """Everything the template needs at one size: level faces and sizes, the down/up COO triples,
     the chart of the finest level, the landmark embedding, and the maps ``from_control`` (V x C) and
-    ``from_ring`` (V x 3 constant) with vertices = from_control @ points[CONTROL] + from_ring, exact at
+    ``from_ring`` (V x 3 constant: the base surface) with vertices = from_control @ points[CONTROL] + from_ring, exact at
     the landmarks, and the barycentric matrix ``bary`` (68 x V) with its pseudo-inverse ``bary_pinv``."""
     sides = level_sizes(size)
     faces = [grid_faces(n) for n in sides]
@@ -140,19 +160,20 @@ def surface(size: str):
     lm_face, lm_bary = locate(control_chart()[: geo.N_LANDMARKS], xy, faces[0])
     bmat = np.zeros((geo.N_LANDMARKS, len(xy)))
     np.add.at(bmat, (np.repeat(np.arange(geo.N_LANDMARKS), 3), faces[0][lm_face].ravel()), lm_bary.ravel())
-    b_pinv = bmat.T @ np.linalg.inv(bmat @ bmat.T)
-    ring_xy, ring3 = _ring()
-    spline = spline_matrix(np.concatenate([control_chart(), ring_xy]), xy)
+    spread = np.exp(-((xy[:, None] - xy[None, faces[0][lm_face].ravel()]) ** 2).sum(-1) / (2 * SPREAD ** 2))
+    kb = (spread * lm_bary.ravel()).reshape(len(xy), geo.N_LANDMARKS, 3).sum(-1)  # K B^T, V x 68
+    b_pinv = kb @ np.linalg.inv(bmat @ kb)
+    spline = spline_matrix(np.concatenate([control_chart(), _ring()]), xy)[:, : len(CONTROL)]  # ring residual 0
     select = np.zeros((geo.N_LANDMARKS, len(CONTROL)))
     select[np.arange(geo.N_LANDMARKS), np.arange(geo.N_LANDMARKS)] = 1
-    from_control = without_landmarks(spline[:, : len(CONTROL)], bmat, b_pinv) + b_pinv @ select
-    from_ring = without_landmarks(spline[:, len(CONTROL):] @ ring3, bmat, b_pinv)
+    from_control = without_landmarks(spline, bmat, b_pinv) + b_pinv @ select
+    from_ring = without_landmarks(base_surface(xy) - spline @ base_surface(control_chart()), bmat, b_pinv)
     return {"faces": faces, "sides": sides, "down_up": mats, "chart": xy, "landmark_faces": lm_face,
             "landmark_bary": lm_bary, "from_control": from_control, "from_ring": from_ring,
             "bary": bmat, "bary_pinv": b_pinv}
 
 
 def without_landmarks(field: np.ndarray, bmat: np.ndarray, b_pinv: np.ndarray) -> np.ndarray:
-    """The least change of a vertex field (V x ...) that makes its barycentric landmark values zero:
-    (I - B^+ B) field."""
+    """The smoothest change (in the kernel's norm) of a vertex field (V x ...) that makes its
+    barycentric landmark values zero: (I - B^+ B) field."""
     return field - b_pinv @ np.tensordot(bmat, field, axes=1)
