@@ -76,6 +76,7 @@ class MeshModel(GenerativeModel):
         super().__init__(config)
         self.template = template if template is not None else template_of(config.mesh_size)
         self.hierarchy = self.template.hierarchy
+        self.faces = self.hierarchy.faces[0]  # the topology the sample writer draws
         v = self.hierarchy.n_vertices[0]
         self.register_buffer("mean", torch.as_tensor(self.template.vertices, dtype=torch.float32).clone().view(v, 3))
         self.register_buffer("scale", torch.ones(()))
