@@ -153,7 +153,10 @@ def mean_saliency(classifier, meshes: torch.Tensor) -> np.ndarray:
 
 # --- one fold and the whole protocol ----------------------------------------------------------------
 def select(runs: Runs, meshes, y, train_idx, grid, seed: int) -> tuple[tuple[float, float], dict]:
-    """The (alpha, sqrt_v) of the grid with the highest OSRSR on V (ties: lower RE) and every score."""
+    """The (alpha, sqrt_v) of the grid with the highest OSRSR on V (ties: lower RE) and every score; a
+    grid of one point is its own choice (nothing is trained on T)."""
+    if len(grid) == 1:
+        return grid[0], {}
     t, v = stratified_split(train_idx, y.numpy(), 0.2, seed)
     c = runs.classifier("inner/c", t)
     scores = {}
