@@ -155,7 +155,7 @@ def test_saliency_is_the_gradient_of_p_y0_maxed_over_coordinates():
     grads = []
     for coord in range(3):
         d = torch.zeros_like(m)
-        d[:, vertex, coord] = eps * c.scale  # a step of eps in normalised units
+        d[:, vertex, coord] = eps * c.scale[vertex, coord]  # a step of eps in normalised units
         grads.append(((p0(m + d) - p0(m - d)) / (2 * eps)).abs())
     assert torch.allclose(sal[:, vertex], torch.stack(grads, 1).amax(1), rtol=1e-4)
 
