@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mien.errors import ConfigError
-from mien.io import atomic_write_text, ensure_writable_dir
+from mien.io import ensure_writable_dir
 from mien.models.mesh_dvae.missing import SIDES, side_mask
 
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(9))  # Fig. 4.6's x-axis, 0 to 80 % removed
