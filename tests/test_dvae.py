@@ -183,3 +183,22 @@ def test_stratified_folds_keep_the_class_ratio():
 def test_bad_input_is_one_line(args, says, mien_main, tmp_path):
     code, res = mien_main(*args, "--out", tmp_path / "out")
     assert code == 2 and res.err.count("\n") == 1 and says in res.err, res.err
+
+
+def test_report_gives_mean_and_std_over_folds_and_writes_its_pictures(tmp_path):
+    from PIL import Image
+
+    from mien.experiments.zou_ch4 import FRACTIONS
+    from mien.experiments.zou_ch4_report import ROWS, write_report
+
+    keys = {k: 0.9 for k in ROWS}
+    folds = [{**keys, "OSRSR": 1.0, "RE": 2.0, "alpha": 1.0, "sqrt_v": 1.3,
+              "missing": {k: [1.0] * len(FRACTIONS) for k in ("c", "dvae", "c_recon", "vae_c")}},
+             {**keys, "OSRSR": 0.5, "RE": 3.0, "alpha": 2.0, "sqrt_v": 1.3,
+              "missing": {k: [0.5] * len(FRACTIONS) for k in ("c", "dvae", "c_recon", "vae_c")}}]
+    folds[0]["saliency"] = {"C": np.linspace(0, 1, 81), "C_recon": np.ones(81)}
+    meshes, y = planted_meshes(TEMPLATE, 4)
+    text = write_report(tmp_path, folds, TEMPLATE, meshes, y, "x.yaml", [(1.0, 1.3)], FRACTIONS).read_text()
+    assert "| OSRSR (%) | 75.00 +- 35.36 |" in text and "| RE, DVAE sex preservation (mm) | 2.500 +- 0.707 |" in text
+    assert "| C | 75.0 |" in text and "fold 1: alpha 2, sqrt(v) 1.3" in text
+    assert Image.open(tmp_path / "fig4_6.png").size == (560, 380) and (tmp_path / "saliency.png").is_file()
