@@ -182,8 +182,9 @@ def test_every_autoencoder_family_is_covered():
     networks = {"evaluator", "sequence_classifier", "noisy_classifier"}  # test_evaluator.py, test_diffusion.py
     gans = {"stylegan", "cgan", "infogan", "psp"}  # test_stylegan.py, test_gan_invert.py
     label_models = {"m2", "ccvae", "jdvae"}  # test_jdvae.py
+    mesh_models = {"meshdecoder", "dvae", "mesh_classifier"}  # test_mesh_decoder.py, test_dvae.py
     assert {n for n in families() if not n.endswith("_test")} == (set(AUTOENCODERS) | {"diffusion"} | sequence_models
-                                                                  | networks | gans | label_models)
+                                                                  | networks | gans | label_models | mesh_models)
 
 
 @pytest.mark.parametrize("name", AUTOENCODERS)

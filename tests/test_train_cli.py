@@ -36,6 +36,10 @@ def test_every_tiny_preset_trains_and_loads(preset, tmp_path):
         samples = drawn["sequence"]
         assert samples.shape[0] == 2 and samples.shape[2:] == (68, 3)
         assert cfg.data.frames[0] <= samples.shape[1] <= cfg.data.frames[1]
+    elif cfg.data.source == "mesh_sequences":  # meshes on the data's topology
+        assert set(drawn) == {"mesh"} and drawn["mesh"].shape == (2, model.faces.max() + 1, 3)
+    elif cfg.data.source == "meshes":  # the DVAE: meshes and their drawn labels
+        assert set(drawn) == {"mesh", "label"} and drawn["mesh"].shape == (2, model.faces.max() + 1, 3)
     else:
         assert set(drawn) <= {"image", "label"} and drawn["image"].shape == (2, 3, 32, 32)  # label: conditional GANs
     assert type(model) is families()[cfg.model["name"]][1]

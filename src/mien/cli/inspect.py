@@ -67,7 +67,8 @@ def sample(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
         n, label = len(cond), cond
     with torch.no_grad():
         drawn = model.sample(n, cond=label, generator=generator, **options)
-    written = write_samples(drawn, out, labels=labels, nrow=per_class or None, size=size)
+    written = write_samples(drawn, out, labels=labels, nrow=per_class or None, size=size,
+                            faces=getattr(model, "faces", None))
     typer.echo(f"wrote {written[0] if len(written) == 1 else written[0].parent}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mien.cli.options import NON_NEGATIVE_INT, POSITIVE_INT, option, output
+from mien.cli.options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Range, option, output
 
 app = typer.Typer(help="Reproduce the tables of a source document on the world.", no_args_is_help=True)
 
@@ -28,6 +28,46 @@ def zou_ch3(
 
     path = reproduce(config or preset_path("expr4d", preset), out, list(overrides or []), n, frames, seed,
                      progress)
+    typer.echo(path.read_text())
+    typer.echo(f"written to {path}")
+
+
+@app.command("zou-ch3-mesh")
+def zou_ch3_mesh(
+    preset: str = typer.Option("small", help="tiny, small or paper (the shipped meshdecoder/<preset>)."),
+    config: Path = typer.Option(None, help="A config file instead of the preset."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides for every run, e.g. train.max_steps=100."),
+    out: Path = output(Path("out/zou-ch3-mesh"), folder=True, help="Output folder (runs/, heatmaps/, zou-ch3-mesh.md)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
+):
+    """Train (or reuse) Z2 and its Linear, CoMA and S2D baselines on two splits; write Tab. 3.5 and heat maps."""
+    from mien.config import preset_path
+    from mien.experiments.zou_ch3_mesh import reproduce
+
+    path = reproduce(config or preset_path("meshdecoder", preset), out, list(overrides or []), progress)
+    typer.echo(path.read_text())
+    typer.echo(f"written to {path}")
+
+
+@app.command("zou-ch4")
+def zou_ch4(
+    preset: str = typer.Option("small", help="tiny, small or paper (the shipped dvae/<preset>)."),
+    config: Path = typer.Option(None, help="A config file instead of the preset."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides for every run, e.g. train.max_steps=100."),
+    out: Path = output(Path("out/zou-ch4"), folder=True, help="Output folder (runs/, zou-ch4.md, fig4_6.png)."),
+    folds: int = option(5, Range(int, 2), help="Outer stratified folds (at least 2)."),
+    alphas: str = typer.Option("1,2", help="The inner grid's alpha values, comma-separated (thesis: 0.5,1,2,3,4,5)."),
+    sqrt_vs: str = typer.Option("1,1.6", help="The inner grid's sqrt(v) values (thesis: 0.7,1,1.3,1.6,1.9)."),
+    seed: int = option(0, NON_NEGATIVE_INT, help="Seed of the folds."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
+):
+    """Nested CV of the DVAE, its sigma-VAE baseline and the classifiers C, C_recon: Tab. 4.1, Fig. 4.6, saliency."""
+    from mien.config import preset_path
+    from mien.experiments.zou_ch4 import reproduce
+
+    grid = ([NON_NEGATIVE.parse(a, "--alphas") for a in alphas.split(",")],
+            [POSITIVE.parse(v, "--sqrt-vs") for v in sqrt_vs.split(",")])
+    path = reproduce(config or preset_path("dvae", preset), out, list(overrides or []), folds, *grid, seed, progress)
     typer.echo(path.read_text())
     typer.echo(f"written to {path}")
 

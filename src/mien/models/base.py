@@ -171,7 +171,7 @@ class GenerativeModel(nn.Module):
 # that this module, which every family imports, imports none of them.
 FAMILIES = ("mien.models.vae", "mien.models.arvae", "mien.models.vqvae", "mien.models.klae", "mien.models.diffusion",
             "mien.models.expr4d", "mien.models.stylegan", "mien.models.stylegan.encoder", "mien.models.semisup",
-            "mien.evaluator", "mien.diffusion.noisy_classifier")
+            "mien.evaluator", "mien.diffusion.noisy_classifier", "mien.models.mesh", "mien.models.mesh_dvae")
 
 
 def families() -> dict[str, tuple[type, type]]:
