@@ -53,16 +53,16 @@ def test_quantise_rounds_to_the_nearest_level():
 
 def test_cache_is_reused_and_invalidated_by_the_fingerprint(cache_dir, monkeypatch):
     count = builds(monkeypatch)
-    WorldDataset(**SMALL, cache=True, progress=False)
-    WorldDataset(**SMALL, cache=True, progress=False)
+    WorldDataset(**SMALL, cache=True, progress=False).cache
+    WorldDataset(**SMALL, cache=True, progress=False).cache
     assert len(count) == 1 and len(list(cache_dir.iterdir())) == 2  # one folder and its lock
     variants = [{**SMALL, "seed": 4}, {**SMALL, "n": 41}, {**SMALL, "size": 33}, {**SMALL, "fixed": {"yaw": 0.0}},
                 {**SMALL, "ranges": {"age": [0.2, 0.4]}}]
     for kw in variants:
-        WorldDataset(**kw, cache=True, progress=False)
+        WorldDataset(**kw, cache=True, progress=False).cache
     assert len(count) == 1 + len(variants)
     monkeypatch.setattr(cache_module, "_renderer_version", lambda: "edited renderer")
-    WorldDataset(**SMALL, cache=True, progress=False)
+    WorldDataset(**SMALL, cache=True, progress=False).cache
     assert len(count) == 2 + len(variants)
 
 
@@ -115,14 +115,14 @@ def test_a_failed_or_killed_build_leaves_nothing_and_the_next_open_builds(cache_
 
     monkeypatch.setattr(cache_module, "_render_into", broken)
     with pytest.raises(KeyboardInterrupt):
-        WorldDataset(**SMALL, cache=True, progress=False)
+        WorldDataset(**SMALL, cache=True, progress=False).cache
     assert [p.suffix for p in cache_dir.iterdir()] == [".lock"]
     monkeypatch.undo()
     monkeypatch.setenv("MIEN_CACHE", str(cache_dir.parent))
     (cache_dir / ".deadbeef.1234.tmp").mkdir()  # what SIGKILL leaves: a temp folder, never a final one
     key = cache_module.fingerprint(WorldDataset(**SMALL).draw, 40, 32)
     (cache_dir / ".deadbeef.1234.tmp").rename(cache_dir / f".{key}.1234.tmp")
-    WorldDataset(**SMALL, cache=True, progress=False)
+    WorldDataset(**SMALL, cache=True, progress=False).cache
     assert sorted(p.name for p in cache_dir.iterdir()) == [key, f"{key}.lock"]
 
 
@@ -132,19 +132,19 @@ def test_full_disk_unwritable_root_and_damaged_cache_are_one_line(cache_dir, mon
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda p: usage._replace(free=1000))
     with pytest.raises(OutputError, match=r"needs 0.2 MiB .* MIEN_CACHE .*data.cache=false"):
-        WorldDataset(**SMALL, cache=True, progress=False)
+        WorldDataset(**SMALL, cache=True, progress=False).cache
     monkeypatch.undo()
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("MIEN_CACHE", str(tmp_path / "file"))
     with pytest.raises(OutputError, match="cannot write the world render cache.*data.cache=false"):
-        WorldDataset(**SMALL, cache=True, progress=False)
+        WorldDataset(**SMALL, cache=True, progress=False).cache
     monkeypatch.setenv("MIEN_CACHE", str(cache_dir.parent))
-    WorldDataset(**SMALL, cache=True, progress=False)
+    WorldDataset(**SMALL, cache=True, progress=False).cache
     [folder] = [p for p in cache_root().iterdir() if p.is_dir()]
     with (folder / "image.npy").open("r+b") as f:
         f.truncate(500)
     with pytest.raises(DataError, match="damaged.*delete that folder"):
-        WorldDataset(**SMALL, cache=True, progress=False)
+        WorldDataset(**SMALL, cache=True, progress=False).cache
 
 
 def test_data_cache_option_reaches_the_world_and_defaults_on(cache_dir):

@@ -34,7 +34,7 @@ class WorldDataset(Dataset):
     number of cells of a finite design. ``labels`` names labels derived from the drawn factors
     (:mod:`mien.data.world.labels`, e.g. ``smile``) to add to ``factors`` and the schema; the
     images and the other keys do not change. ``cache`` reads the faces from the render cache
-    (built on first use, with a progress bar when ``progress``)."""
+    (opened and, if missing, built on first use, with a progress bar when ``progress``)."""
 
     def __init__(self, n: int | None = None, size: int = 64, seed: int = 0, design: str | Design = "iid",
                  labels=(), cache: bool = False, progress: bool = True, **design_kwargs):
@@ -56,12 +56,18 @@ class WorldDataset(Dataset):
                               f"({', '.join(f.name for f in self.factors if f.discrete)}) and {', '.join(DERIVED_LABELS)}")
         self.derived = [n for n in dict.fromkeys(labels) if n not in drawn]
         self.factors += [DERIVED_LABELS[n] for n in self.derived]
-        self.cache = None
-        if cache:
+        self._cached, self._progress, self._cache = bool(cache), progress, None
+
+    @property
+    def cache(self):
+        """The render cache, opened (and built if missing) on first use, so that a run's config
+        checks fail before any rendering; None when the faces are rendered on the fly."""
+        if self._cached and self._cache is None:
             from mien.data.world.cache import RenderCache
 
-            self.cache = RenderCache.open(self.draw, lambda idx: render(self.draw(idx), self.size),
-                                          self.n, self.size, progress)
+            self._cache = RenderCache.open(self.draw, lambda idx: render(self.draw(idx), self.size),
+                                           self.n, self.size, self._progress)
+        return self._cache
 
     def __len__(self) -> int:
         return self.n
@@ -76,10 +82,11 @@ class WorldDataset(Dataset):
     def batch(self, indices) -> dict:
         """The collated batch of the given items (what a DataLoader would yield)."""
         f = self.draw(indices)
-        if self.cache is None:
+        cache = self.cache
+        if cache is None:
             image, lm2, lm3 = render(f, self.size)
         else:
-            image, lm2, lm3 = self.cache.read(np.asarray(indices, dtype=np.int64).reshape(-1))
+            image, lm2, lm3 = cache.read(np.asarray(indices, dtype=np.int64).reshape(-1))
         f.update({n: derive_label(n, f) for n in self.derived})
         return {
             "image": image, "landmarks2d": lm2, "landmarks3d": lm3, "label": f["expression"].long(),
