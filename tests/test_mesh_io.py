@@ -51,6 +51,14 @@ def test_synth_meshes_writes_the_coma_layout_and_reads_back(tmp_path, monkeypatc
     assert [int(meshes[i]["label"]) for i in (0, 15)] == [sex[0], sex[1]]
     code, stdout, _ = run_main(monkeypatch, capsys, "data", "inspect", out)
     assert code == 0 and "coma (2 subjects x 2 motions)" in stdout and "landmarks: 68" in stdout
+    code, _, _ = run_main(monkeypatch, capsys, "data", "synth", "--out", out, "--meshes", "--subjects", 1,
+                          "--motions", 1, "--frames", 4)  # a smaller export over it leaves no stale meshes
+    assert code == 0 and len(list(out.rglob("*.ply"))) == 4
+    other = tmp_path / "other"
+    write_mesh(other / "face.ply", *_grid())
+    code, _, err = run_main(monkeypatch, capsys, "data", "synth", "--out", other, "--meshes", "--subjects", 1,
+                            "--motions", 1, "--frames", 4)
+    assert code == 2 and "not a mien export" in err
 
 
 def test_foreign_topology_gets_a_cached_decimated_hierarchy(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from mien.data.source import DataConfig, make_dataset
 from mien.data.world import geometry as geo
 from mien.data.world.dataset import WorldDataset
-from mien.data.world.mesh import MM_PER_UNIT, mesh_template, world_surface
+from mien.data.world.mesh import MM_PER_UNIT, mesh_template, procrustes, world_surface
 from mien.data.world.mesh_data import MeshDataset, MeshSequenceDataset, mesh_identity, synthesize
 from mien.data.world.mesh_fields import BAND_TERMS, dimorphism_field
 from mien.data.world.render import render
@@ -122,3 +122,25 @@ def test_sequences_go_neutral_apex_neutral():
     assert (gap[:, 0] < 1e-4).all() and (gap[:, -1] < 1e-4).all()
     assert (gap.amax(1) > 3).all()
     assert torch.allclose(b["landmarks"], mesh_template("small").landmarks(b["mesh"]))
+
+
+def test_procrustes_undoes_a_planted_rigid_motion_and_aligns_the_dvae_meshes():
+    t = mesh_template("small")
+    a = torch.deg2rad(torch.tensor(20.0))
+    rot = torch.tensor([[torch.cos(a), 0, torch.sin(a)], [0, 1, 0], [-torch.sin(a), 0, torch.cos(a)]])
+    moved = (t.vertices @ rot.T + torch.tensor([3.0, -2.0, 5.0]))[None]
+    assert torch.allclose(procrustes(moved, t.vertices), t.vertices[None], atol=1e-3)
+    assert torch.allclose(procrustes(1.3 * moved, t.vertices, scale=True), t.vertices[None], atol=1e-3)
+    meshes = MeshDataset(4, seed=0).batch(range(4))["mesh"]
+    assert torch.allclose(meshes.mean(1), t.vertices.mean(0).expand(4, 3), atol=1e-3)
+
+
+def test_a_linear_map_of_landmark_displacements_misses_the_identity_part():
+    b = MeshSequenceDataset(subjects=12, motions=6, frames=10, seed=0).batch(range(72))
+    d_lm = (b["landmarks"] - b["neutral_landmarks"][:, None]).reshape(720, -1).double()
+    d_mesh = (b["mesh"] - b["neutral"][:, None]).reshape(720, -1).double()
+    train = b["subject"].repeat_interleave(10) < 9
+    x = torch.cat([d_lm, torch.ones(720, 1, dtype=torch.float64)], 1)
+    w = torch.linalg.lstsq(x[train], d_mesh[train]).solution
+    err = (x[~train] @ w - d_mesh[~train]).reshape(-1, 625, 3).norm(dim=-1).mean()
+    assert 0.1 < err < 0.5 * d_mesh[~train].reshape(-1, 625, 3).norm(dim=-1).mean()

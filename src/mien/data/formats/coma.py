@@ -24,7 +24,7 @@ from mien.data.factors import Factor
 from mien.data.mesh_hierarchy import decimated_hierarchy
 from mien.data.meshio import MESH_SUFFIXES, read_mesh
 from mien.data.world.mesh import MESH_SIZES, MeshTemplate, mesh_template
-from mien.errors import DataError
+from mien.errors import DataError, OutputError
 from mien.io import atomic_write_text, claim_folder, is_incomplete
 
 LANDMARKS_FILE, LABELS_FILE = "landmarks.txt", "labels.csv"
@@ -207,6 +207,18 @@ class MeshFolderSequences(Dataset):
                 "neutral_landmarks": self.template.landmarks(neutral), "subject": torch.tensor(s), "motion": torch.tensor(m)}
 
 
+def _remove_previous_export(out: Path) -> None:
+    """Delete the meshes a previous export listed in factors.csv; refuse a folder of other meshes."""
+    table = out / "factors.csv"
+    if table.is_file():
+        with open(table, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("file"):
+                    (out / row["file"]).unlink(missing_ok=True)
+    if mesh_files(out):
+        raise OutputError(f"{out} holds meshes that are not a mien export; choose an empty --out")
+
+
 def export_sequences(dataset, out) -> int:
     """Write mesh sequences (items of a MeshSequenceDataset) in the CoMA layout under ``out``:
     ``<subject>/<motion>/<motion>.NNNNNN.ply`` per frame, ``factors.csv`` (one row per frame: file,
@@ -218,6 +230,7 @@ def export_sequences(dataset, out) -> int:
     faces, t = dataset.template.faces, dataset.template
     rows, labels, written = [], {}, 0
     with claim_folder(out):
+        _remove_previous_export(out)
         for i in range(len(dataset)):
             item = dataset.batch([i])
             s, m = f"subject{int(item['subject'][0]):03d}", dataset.motion_names[int(item["motion"][0])]

@@ -7,8 +7,9 @@ modes + sex and age fields + expression field, geometry.py), so its barycentric 
 the image world's model-space landmarks for the same factors, plus mesh-only terms that vanish at
 the landmarks (mesh_fields.py): smooth identity modes, a localised sex dimorphism, registration
 noise on a low-dimorphism band, and expression bulges that depend on the identity's own surface.
-Units: model units x MM_PER_UNIT; the frame is the world's canonical frontal frame, in which the
-template is its own Procrustes reference (the world draws no pose for meshes).
+Units: model units x MM_PER_UNIT; the frame is the world's canonical frontal frame (the world draws
+no pose for meshes); :func:`procrustes` aligns meshes rigidly to the template (the DVAE data, thesis
+§4.4, are aligned this way).
 """
 
 from __future__ import annotations
@@ -122,3 +123,18 @@ def points_to_mesh(points: torch.Tensor, size: str = "small", ring: bool = True)
     ops = operators(size)
     out = ops["from_control"] @ points[..., mesh_surface.CONTROL, :].float()
     return (out + ops["from_ring"] if ring else out) * MM_PER_UNIT
+
+
+def procrustes(meshes: torch.Tensor, reference: torch.Tensor, scale: bool = False) -> torch.Tensor:
+    """Meshes (B x V x 3) moved onto ``reference`` (V x 3) by the least-squares rotation and
+    translation (and isotropic scale with ``scale=True``): orthogonal Procrustes by SVD (Kabsch),
+    reflections excluded."""
+    mu_x, mu_r = meshes.mean(-2, keepdim=True), reference.mean(-2, keepdim=True)
+    x, r = meshes - mu_x, reference - mu_r
+    u, sv, vt = torch.linalg.svd(x.transpose(-1, -2) @ r)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    flip = torch.ones_like(sv)
+    flip[..., -1] = d
+    rot = u @ torch.diag_embed(flip) @ vt  # x @ rot best matches r
+    s = (sv * flip).sum(-1) / (x ** 2).sum((-1, -2)) if scale else torch.ones(meshes.shape[:-2])
+    return s[..., None, None] * (x @ rot) + mu_r

@@ -19,8 +19,8 @@ from torch.utils.data import Dataset
 from mien.data.factors import Factor
 from mien.data.world import geometry as geo
 from mien.data.world.factors import IDENTITY_FACTORS, IID, uniforms
-from mien.data.world.mesh import mesh_template, points_to_mesh
-from mien.data.world.mesh_fields import BAND_TERMS, MESH_MODES, band_noise, expression_bulge, identity_terms
+from mien.data.world.mesh import mesh_template, points_to_mesh, procrustes
+from mien.data.world.mesh_fields import BAND_TERMS, MESH_MODES, band_noise, expression_bulge, identity_terms, with_tissue
 from mien.data.world.sequences import SEQUENCE_CLASSES, intensity_curve
 from mien.errors import ConfigError
 
@@ -59,7 +59,8 @@ def synthesize(f: dict, mesh_id: dict, noise: torch.Tensor, motion: torch.Tensor
     points = geo.neutral_shape(shape, f["sex"], f["age"])
     neutral = (points_to_mesh(points, size) + identity_terms(mesh_id["coeffs"], f["sex"], mesh_id["strength"], size)
                + band_noise(noise, size))
-    disp = points_to_mesh(geo.expression_displacement(motion, intensity), size, ring=False)
+    disp = with_tissue(points_to_mesh(geo.expression_displacement(motion, intensity), size, ring=False),
+                       mesh_id["coeffs"], size)
     bulge = expression_bulge(neutral, motion, intensity, mesh_id["coeffs"], size)
     return neutral, (neutral[:, None] if intensity.dim() == 2 else neutral) + disp + bulge
 
@@ -103,8 +104,9 @@ class _Batched(Dataset):
 
 
 class MeshDataset(_Batched):
-    """``n`` world face meshes: ``mesh`` (V x 3, mm), ``label`` (sex, 1 = male), ``identity``,
-    ``factors``. Subjects are the items, or a pool of ``n_identities`` drawn per item; the world's
+    """``n`` world face meshes: ``mesh`` (V x 3, mm, rigidly Procrustes-aligned to the template, as
+    the thesis's meshes are; departure: no scale, since size is part of the dimorphism), ``label``
+    (sex, 1 = male), ``identity``, ``factors``. Subjects are the items, or a pool of ``n_identities`` drawn per item; the world's
     expression and intensity vary per item. ``male_fraction`` None draws sex i.i.d. (p = 1/2)."""
 
     def __init__(self, n: int, seed: int = 0, size: str = "small", male_fraction: float | None = None,
@@ -132,7 +134,7 @@ class MeshDataset(_Batched):
         mesh_id = mesh_identity(self.seed, ident)
         noise = torch.stack([_normal(self.seed, idx, 320 + k) for k in range(BAND_TERMS)], 1)
         _, mesh = synthesize(f, mesh_id, noise, f["expression"].long(), f["intensity"].float(), self.size)
-        return {"mesh": mesh, "label": f["sex"].long(), "identity": torch.as_tensor(ident, dtype=torch.long),
+        return {"mesh": procrustes(mesh, self.template.vertices), "label": f["sex"].long(), "identity": torch.as_tensor(ident, dtype=torch.long),
                 "factors": factor_values(f, mesh_id, {fac.name for fac in self.factors})}
 
 

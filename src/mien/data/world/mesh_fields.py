@@ -21,6 +21,7 @@ MESH_MODES = ("cheek_fullness", "cheekbone", "forehead_slope", "temple_depth", "
 BAND_TERMS = 9  # cos(a pi x) cos(b pi y), a, b in 0..2
 BAND_NOISE = 0.012  # sd of each band coefficient (model units)
 DIMORPHISM = 0.05  # brow-ridge protrusion of a male at strength 1, minus that of a female
+TISSUE = 0.8  # largest relative change of the landmark-driven motion by the identity's soft tissue
 REGIONS = ("cheeks", "forehead", "chin", "nose")
 REGION_MODE = {"cheeks": "cheek_fullness", "forehead": "forehead_slope", "chin": "chin_depth", "nose": "cheekbone"}
 REGION_AMPLITUDE = {"cheeks": 0.06, "forehead": 0.015, "chin": 0.04, "nose": 0.03}
@@ -103,6 +104,23 @@ def _bulge_table() -> torch.Tensor:
 BULGE_TABLE = _bulge_table()
 
 
+def tissue_gain(coeffs: torch.Tensor, size: str) -> torch.Tensor:
+    """(B, V) soft-tissue gain 1 + TISSUE tanh(sum_k c_k |mode_k| / max |mode_k|): where an identity's
+    mesh modes push the surface (fuller cheeks, a deeper chin), the landmark-driven motion spreads
+    more (or less) into it."""
+    profiles = mode_fields(size).norm(dim=-1)
+    profiles = profiles / profiles.amax(1, keepdim=True)
+    return 1 + TISSUE * torch.tanh(coeffs.float() @ profiles)
+
+
+def with_tissue(disp: torch.Tensor, coeffs: torch.Tensor, size: str) -> torch.Tensor:
+    """A landmark-driven displacement (B x [T x] V x 3) scaled by the identity's tissue gain away from
+    the landmarks, where it stays exact: disp + (I - B^+ B)((g - 1) disp)."""
+    gain = tissue_gain(coeffs, size)
+    extra = (gain[:, None] if disp.dim() == 4 else gain)[..., None] * disp - disp
+    return disp + extra - operators(size)["bary_pinv"] @ mesh_template(size).landmarks(extra)
+
+
 def vertex_normals(vertices: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
     """Unit area-weighted vertex normals (... x V x 3) of counter-clockwise triangles."""
     f = torch.as_tensor(faces)
@@ -130,12 +148,12 @@ def band_noise(coeffs: torch.Tensor, size: str) -> torch.Tensor:
 def expression_bulge(neutral: torch.Tensor, motion: torch.Tensor, intensity: torch.Tensor,
                      coeffs: torch.Tensor, size: str) -> torch.Tensor:
     """Bulges (B x V x 3, or B x T x V x 3 for intensities B x T) in mm along the normals of the
-    identity's neutral mesh (B x V x 3): intensity x table[motion, r] x (1 + 0.4 c_r) x profile_r,
+    identity's neutral mesh (B x V x 3): intensity x table[motion, r] x (1 + 0.8 c_r) x profile_r,
     c_r the identity's coefficient of the mode tied to region r, then made zero at the landmarks."""
     s = world_surface(size)
     normals = vertex_normals(neutral, s["faces"][0])
     ties = torch.stack([coeffs[:, MESH_MODES.index(REGION_MODE[r])] for r in REGIONS], 1).float()
-    gain = BULGE_TABLE[motion] * (1 + 0.4 * ties).clamp_min(0.1)  # B x R
+    gain = BULGE_TABLE[motion] * (1 + 0.8 * ties).clamp_min(0.1)  # B x R
     profile = torch.einsum("br,rv->bv", gain, region_weights(size))[..., None] * normals  # B x V x 3
     profile = profile - operators(size)["bary_pinv"] @ mesh_template(size).landmarks(profile)  # (I - B^+ B) profile
     scale = intensity.float()[..., None, None] * MM_PER_UNIT
