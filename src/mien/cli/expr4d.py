@@ -29,8 +29,10 @@ def sample(
     out: Path = output(Path("expr4d-samples"), folder=True, help="Output folder."),
     video: str = typer.Option("gif", help="Animation format: gif or mp4."),
     size: int = option(64, POSITIVE_INT, help="Pixel size of the rendered animation frames."),
+    mesh: Path = typer.Option(None, help="A meshdecoder checkpoint (Z2): also retarget the sequences to --neutral-mesh."),
+    neutral_mesh: Path = typer.Option(None, "--neutral-mesh", help="The neutral face mesh (.ply/.obj) on the decoder's topology."),
 ):
-    """Write sequences.npz, one animation per sequence and trajectories.png."""
+    """Write sequences.npz, one animation per sequence and trajectories.png; with --mesh, mesh animations too."""
     import torch
 
     import mien
@@ -47,6 +49,20 @@ def sample(
         raise ConfigError("--fill completes the --known frames alone; drop --neutral, --label and --text")
     if neutral is not None and text is not None:
         raise ConfigError("--neutral works with --label (or alone), not with --text")
+    if (mesh is None) != (neutral_mesh is None):
+        raise ConfigError("--mesh and --neutral-mesh go together: --mesh MESHRUN --neutral-mesh face.ply")
+    if mesh is not None and (fill is not None or text is not None or neutral is not None):
+        raise ConfigError("--mesh generates from the neutral mesh's own landmarks (Alg. 4); drop --fill, --text and --neutral")
+    decoder = None
+    if mesh is not None:
+        from mien.control.mesh_retarget import mesh_landmarks, neutral_for
+        from mien.data.meshio import read_mesh
+        from mien.models.mesh import MeshDecoder
+
+        decoder = mien.load(mesh)
+        if not isinstance(decoder, MeshDecoder):
+            raise ConfigError(f"{mesh} holds a {decoder.model_name} model; pass a checkpoint of meshdecoder/<preset>")
+        face = neutral_for(decoder, *read_mesh(neutral_mesh), name=str(neutral_mesh))
     model = mien.load(ckpt)
     if not isinstance(model, Expr4D):
         raise ConfigError(f"{ckpt} holds a {model.model_name} model; pass a checkpoint trained from an expr4d preset")
@@ -58,9 +74,9 @@ def sample(
                                           frames, fill)
         seqs = control.fill(model, given[None].expand(n, -1, -1, -1), mask, generator=g)
         names = [f"fill {fill}"] * n
-    elif neutral is not None:
-        seqs = control.geometry_adaptive(model, read_array(neutral, "neutral face"), label, direction or "N2E", frames,
-                                         n, generator=g, passes=passes)
+    elif neutral is not None or decoder is not None:
+        given = mesh_landmarks(decoder, face) if decoder is not None else read_array(neutral, "neutral face")
+        seqs = control.geometry_adaptive(model, given, label, direction or "N2E", frames, n, generator=g, passes=passes)
         names = [f"{label or 'any'} {direction or 'N2E'}"] * n
     elif text is not None:
         seqs = control.text_control(model, text, n, frames, generator=g)
@@ -73,3 +89,11 @@ def sample(
         names = ["unconditional"] * n
     write_outputs(seqs, out, names, size, video)
     typer.echo(f"{n} sequences of {frames} frames written to {out}")
+    if decoder is not None:
+        from mien.control.mesh_retarget import retarget
+        from mien.report.mesh_sequences import write_mesh_sequences
+
+        meshes, seconds = retarget(decoder, face, seqs.cpu())
+        write_mesh_sequences(meshes, decoder.faces, out / "meshes", size=max(size, 128))
+        typer.echo(f"mesh animations and .ply frames written to {out / 'meshes'}; "
+                   f"decoder time {seconds:.3f} s per sequence of {frames} frames")

@@ -135,7 +135,8 @@ def reproduce(config_path, out_dir, overrides: list[str] | None = None, progress
     if base.model.get("name") != "meshdecoder":
         raise ConfigError(f"{config_path} is not a meshdecoder config; pass meshdecoder/<preset> or a copy of it")
     source = make_dataset(base.data)
-    data = HeldSequences(source.batch(range(len(source))), source.template, getattr(source, "factors", ()))
+    batch = {k: v for k, v in source.batch(range(len(source))).items() if torch.is_tensor(v)}  # the factor table stays out
+    data = HeldSequences(batch, source.template, getattr(source, "factors", ()))
     results, timing = {}, {}
     for split in SPLITS:
         train_mask, test_mask = split_masks(data, split)

@@ -17,9 +17,8 @@ entries (a tiny coarse level), SpiralNet++ pads from a k-d tree over vertex posi
 sequence is built from the topology only, so it repeats cyclically. An interior vertex's ring
 starts at its smallest-index neighbour (SpiralNet++ takes OpenMesh's first half-edge), a boundary
 vertex's at the neighbour that opens its fan, so the sequences do not depend on the order in which
-the faces are listed. The sparse products are an ``index_add`` over the matrix's entries, which
-runs and differentiates on every device; the matrices are non-persistent buffers (rebuilt from the
-topology, not saved with the weights).
+the faces are listed. The matrices are non-persistent buffers of their COO entries (rebuilt from
+the topology, not saved with the weights), applied by ``torch.sparse.mm``.
 """
 
 from __future__ import annotations
@@ -129,11 +128,12 @@ def scaled_laplacian(faces, n_vertices: int) -> torch.Tensor:
                                    (n_vertices, n_vertices)).coalesce()
 
 
-def sparse_apply(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n_out: int,
-                 x: torch.Tensor) -> torch.Tensor:
-    """(M x)[b] for a sparse M given by its entries (rows, cols, values) and x of shape (B, V_in, C)."""
-    out = x.new_zeros(x.shape[0], n_out, x.shape[2])
-    return out.index_add(1, rows, x[:, cols] * values[None, :, None])
+def sparse_apply(index: torch.Tensor, values: torch.Tensor, shape: tuple, x: torch.Tensor) -> torch.Tensor:
+    """(M x)[b] for a sparse M (coalesced COO ``index`` (2, nnz), ``values``, ``shape``) and x of
+    shape (B, V_in, C): one sparse-dense product over the B * C columns."""
+    m = torch.sparse_coo_tensor(index, values.to(x.dtype), shape, is_coalesced=True)
+    b, v, c = x.shape
+    return torch.sparse.mm(m, x.transpose(0, 1).reshape(v, b * c)).reshape(shape[0], b, c).transpose(0, 1)
 
 
 class _SparseMatrix(nn.Module):
@@ -143,12 +143,11 @@ class _SparseMatrix(nn.Module):
         super().__init__()
         matrix = matrix.coalesce().float()
         self.shape = tuple(matrix.shape)
-        self.register_buffer("rows", matrix.indices()[0].clone(), persistent=False)
-        self.register_buffer("cols", matrix.indices()[1].clone(), persistent=False)
+        self.register_buffer("index", matrix.indices().clone(), persistent=False)
         self.register_buffer("values", matrix.values().clone(), persistent=False)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return sparse_apply(self.rows, self.cols, self.values.to(x.dtype), self.shape[0], x)
+        return sparse_apply(self.index, self.values, self.shape, x)
 
 
 class ChebConv(nn.Module):
