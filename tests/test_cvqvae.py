@@ -14,6 +14,7 @@ from mien.config import preset_path
 from mien.control.swap import magnitude, swap
 from mien.errors import ConfigError
 from mien.models import build_model
+from mien.models.base import Phase
 from mien.models.checkpoint import read_weights
 from mien.models.semisup.cvqvae import entropy_kl, gate_features
 from mien.train import fit, load_run_config
@@ -110,6 +111,8 @@ def test_phases_freeze_c_phi_and_the_tokens_for_the_named_steps():
     due = [[p.group for p in model.phases() if p.due(s)] for s in range(6)]
     assert due == [["unfrozen"]] * 3 + [["model"]] * 3
     assert [p.group for p in tiny().phases()] == ["model"]
+    with pytest.raises(ConfigError, match="start <= s < stop"):
+        Phase("model", model.loss, start=3, stop=3)
 
 
 def test_two_step_training_starts_from_variant_d_and_keeps_exactly_c_phi_and_the_tokens_frozen(tmp_path):
