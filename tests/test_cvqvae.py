@@ -134,16 +134,14 @@ def test_two_step_training_starts_from_variant_d_and_keeps_exactly_c_phi_and_the
 
 # --- training ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [{}, {"latent": "gaussian", "z_dim": 16, "adain": True}],
-                         ids=["vq", "gaussian"])
-def test_a_tiny_model_trains_and_lowers_its_loss(single_thread, extra):
-    model = tiny(**extra).train()
-    batch = faces(32, supervised=False)
-    batch["supervised"][:8] = True
+def test_a_tiny_model_trains_and_lowers_its_loss(single_thread):
+    model = tiny().train()
+    batch = faces(16, supervised=False)
+    batch["supervised"][:4] = True
     model.fit_data(batch)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
-    for step in range(60):
+    for step in range(50):
         terms = model.loss(batch, step)
         opt.zero_grad()
         terms["loss"].backward()
@@ -154,13 +152,12 @@ def test_a_tiny_model_trains_and_lowers_its_loss(single_thread, extra):
     model.eval()
     with torch.no_grad():
         rec = model.reconstruct(batch["image"])
-        shuffled = batch["image"][torch.randperm(32, generator=torch.Generator().manual_seed(0))]
+        shuffled = batch["image"][torch.randperm(16, generator=torch.Generator().manual_seed(0))]
         assert (rec - batch["image"]).pow(2).mean() < (shuffled - batch["image"]).pow(2).mean()
         drawn = model.sample(3, cond=[1], generator=torch.Generator().manual_seed(0))
     assert set(drawn) == {"image", "label"} and drawn["image"].shape == (3, 3, 32, 32)
     assert drawn["label"].tolist() == [1, 1, 1]
-    if not extra:
-        assert model.feature_updates.sum() > 0 and not torch.equal(model.feature_var, torch.ones_like(model.feature_var))
+    assert model.feature_updates.sum() > 0 and not torch.equal(model.feature_var, torch.ones_like(model.feature_var))
 
 
 # --- bad inputs ----------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ Loss (§6.3.3, digest D.3), as a minimisation, per face:
     MSE(x, D(y, z_q, c)) + beta sum_ij (log K - H(q_ij)) - alpha log q(y|x) [labelled faces]
     + ||sg[z_e] - e_k*||^2 + 0.25 ||z_e - sg[e_k*]||^2
 
-z is drawn from q(z|x,y) with straight-through Gumbel-softmax (hard samples at
-``code_temperature``) and the reconstruction gradient is copied from z_q to z_e, so it never
-reaches the codebook; the codebook and commitment terms use the nearest code k* (VQ-VAE's term,
+z is drawn from q(z|x,y) with straight-through Gumbel-softmax (hard samples, argmax(log q + g),
+g ~ Gumbel(0, 1), which no temperature changes) and the reconstruction gradient is copied from z_q
+to z_e, so it never reaches the codebook; the codebook and commitment terms use the nearest code k* (VQ-VAE's term,
 van den Oord et al. 2017 Eq. 3). A hidden label is drawn from q(y|x) by Gumbel-softmax (``temperature``)
 and the loss is otherwise unchanged. At test time z_ij is the nearest code and y = argmax q(y|x).
 
@@ -52,7 +52,7 @@ from torch import nn
 from mien.errors import ConfigError
 from mien.models.base import Phase, images_of, register
 from mien.models.checkpoint import read_weights
-from mien.models.semisup.common import (SemiSupConfig, SemiSupModel, Trunk, batch_targets, gumbel_softmax,
+from mien.models.semisup.common import (SemiSupConfig, SemiSupModel, Trunk, batch_targets, gumbel_noise, gumbel_softmax,
                                         label_log_likelihood, prior_labels, randn, reparameterise, split_gaussian)
 from mien.models.vae import kl_normal
 from mien.models.vqvae import perplexity, pick_vectors, squared_distances
@@ -72,8 +72,7 @@ class CVQVAEConfig(SemiSupConfig):
     labels whose features exist for both values (smile type; the others are glasses type);
     features: false drops c (variants A, B); latent: vq or gaussian (variants D, F, with z_dim =
     S_z); posterior: softmax (Eq. 6.4) or onehot (variant A); commitment: the weight of the
-    commitment term (0.25); code_temperature: the Gumbel temperature of z (1, hard samples);
-    pretrained, freeze_steps: two-step training (a variant-D checkpoint; steps C_phi and the tokens
+    commitment term (0.25); pretrained, freeze_steps: two-step training (a variant-D checkpoint; steps C_phi and the tokens
     stay frozen). temperature, gumbel_hard: the Gumbel-softmax of a hidden label."""
 
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
@@ -87,7 +86,6 @@ class CVQVAEConfig(SemiSupConfig):
     latent: str = "vq"
     posterior: str = "softmax"
     commitment: float = 0.25
-    code_temperature: float = 1.0
     pretrained: str | None = None
     freeze_steps: int = 0
 
@@ -105,8 +103,8 @@ class CVQVAEConfig(SemiSupConfig):
         for name in ("num_codes", "code_dim", "feature_dim"):
             if getattr(self, name) < (2 if name == "num_codes" else 1):
                 raise ConfigError(f"model.{name} must be >= {2 if name == 'num_codes' else 1}, got {getattr(self, name)}")
-        if self.commitment < 0 or self.freeze_steps < 0 or not self.code_temperature > 0:
-            raise ConfigError("model.commitment and model.freeze_steps must be >= 0 and model.code_temperature > 0")
+        if self.commitment < 0 or self.freeze_steps < 0:
+            raise ConfigError("model.commitment and model.freeze_steps must be >= 0")
         check_geometry(self.image_size, self.encoder_widths)
 
 
@@ -311,7 +309,7 @@ class CVQVAE(SemiSupModel):
         if c.posterior == "onehot":  # VQ-VAE: z = the nearest code, KL the constant N_z^2 log K
             z_q, kl = e_star, torch.full((len(z_e),), self.m * self.m * math.log(c.num_codes), device=z_e.device)
         else:
-            z_q = self.lookup(F.gumbel_softmax(logits, tau=c.code_temperature, hard=True).detach())
+            z_q = self.lookup((logits.detach() + gumbel_noise(logits)).argmax(-1))  # a hard Gumbel-max sample of q
             kl = entropy_kl(logits)
         codebook, commitment = codebook_terms(z_e, e_star)
         return {"z": straight_through(z_e, z_q).flatten(1), "kl": kl, "codebook": codebook,
