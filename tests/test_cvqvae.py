@@ -94,6 +94,17 @@ def test_gating_zeroes_glasses_features_when_y_is_0_and_splits_two_sided_ones():
         pa, pb = model.encode_parts(x[:2], torch.ones(2, 1)), model.encode_parts(x[2:], torch.zeros(2, 1))
         assert torch.allclose(out["b"], model.decode_parts({**pb, "y": torch.ones(2, 1), "c": pa["c"]}))
         assert torch.allclose(out["a"], model.decode_parts({**pa, "y": torch.zeros(2, 1), "c": torch.zeros(2, 1, 4)}))
+    # two labels (§6.4): glasses (y c) and smile ([(1 - y) c_0, y c_1]); y = (0, 1) reads only smile's c_1
+    both = tiny(labels=["glasses", "smile"], two_sided=["smile"]).eval()
+    with torch.no_grad():
+        parts = both.encode_parts(x, torch.tensor([[0.0, 1.0]]).expand(4, -1))
+        assert parts["c"].shape == (4, 2, 8)
+        moved = parts["c"].clone()
+        moved[:, 0] += 3
+        moved[:, 1, :4] += 3
+        assert torch.allclose(both.decode_parts(parts), both.decode_parts({**parts, "c": moved}))
+        moved[:, 1, 4:] += 3
+        assert not torch.allclose(both.decode_parts(parts), both.decode_parts({**parts, "c": moved}))
 
 
 # --- two-step training (§6.3.4) -------------------------------------------------------------------
