@@ -178,7 +178,8 @@ def test_bad_cvqvae_inputs_are_one_line_errors(tmp_path, mien_main):
                          ({"posterior": "hard"}, "model.posterior 'hard' is unknown"),
                          ({"two_sided": ["smile"]}, "model.two_sided names 'smile'"),
                          ({"unlabelled": "enumerate"}, "Gumbel-softmax"),
-                         ({"num_codes": 1}, "model.num_codes must be >= 2"),
+                         ({"num_codes": 1}, "model.num_codes must be an integer >= 2"),
+                         ({"freeze_steps": -1}, "model.freeze_steps must be an integer >= 0"),
                          ({"encoder_widths": [8, 8, 8, 8, 8, 8]}, "does not halve")):
         with pytest.raises(ConfigError, match=match) as e:
             tiny(**extra)

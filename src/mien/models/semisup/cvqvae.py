@@ -44,11 +44,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mien.config import NonNegative, NonNegativeInt, PositiveInt, Range
 from mien.errors import ConfigError
 from mien.models.base import Phase, images_of, register
 from mien.models.checkpoint import read_weights
@@ -78,16 +80,16 @@ class CVQVAEConfig(SemiSupConfig):
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
     encoder_widths: list[int] = field(default_factory=lambda: [32, 64])
     adain: bool = False
-    num_codes: int = 512
-    code_dim: int = 16
-    feature_dim: int = 16
+    num_codes: Annotated[int, Range(int, 2)] = 512
+    code_dim: PositiveInt = 16
+    feature_dim: PositiveInt = 16
     two_sided: list[str] = field(default_factory=list)
     features: bool = True
     latent: str = "vq"
     posterior: str = "softmax"
-    commitment: float = 0.25
+    commitment: NonNegative = 0.25
     pretrained: str | None = None
-    freeze_steps: int = 0
+    freeze_steps: NonNegativeInt = 0
 
     def __post_init__(self):
         super().__post_init__()
@@ -100,11 +102,6 @@ class CVQVAEConfig(SemiSupConfig):
         unknown = [n for n in self.two_sided if n not in self.labels]
         if unknown:
             raise ConfigError(f"model.two_sided names {unknown[0]!r}, which is not in model.labels ({', '.join(self.labels)})")
-        for name in ("num_codes", "code_dim", "feature_dim"):
-            if getattr(self, name) < (2 if name == "num_codes" else 1):
-                raise ConfigError(f"model.{name} must be >= {2 if name == 'num_codes' else 1}, got {getattr(self, name)}")
-        if self.commitment < 0 or self.freeze_steps < 0:
-            raise ConfigError("model.commitment and model.freeze_steps must be >= 0")
         check_geometry(self.image_size, self.encoder_widths)
 
 
