@@ -181,7 +181,7 @@ def test_every_autoencoder_family_is_covered():
     sequence_models = {"expr4d", "actor"}  # tested in test_expr4d.py
     networks = {"evaluator", "sequence_classifier", "noisy_classifier"}  # test_evaluator.py, test_diffusion.py
     gans = {"stylegan", "cgan", "infogan", "psp"}  # test_stylegan.py, test_gan_invert.py
-    label_models = {"m2", "ccvae", "jdvae"}  # test_jdvae.py
+    label_models = {"m2", "ccvae", "jdvae", "cvqvae"}  # test_jdvae.py, test_cvqvae.py
     mesh_models = {"meshdecoder", "dvae", "mesh_classifier"}  # test_mesh_decoder.py, test_dvae.py
     assert {n for n in families() if not n.endswith("_test")} == (set(AUTOENCODERS) | {"diffusion"} | sequence_models
                                                                   | networks | gans | label_models | mesh_models)

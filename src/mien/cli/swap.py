@@ -10,7 +10,7 @@ import typer
 from mien.cli.options import NON_NEGATIVE_INT, option, output
 
 
-def swap(ckpt: Path = typer.Argument(..., help="Checkpoint folder of an m2, ccvae or jdvae run."),
+def swap(ckpt: Path = typer.Argument(..., help="Checkpoint folder of an m2, ccvae, jdvae or cvqvae run."),
          a: int = option(0, NON_NEGATIVE_INT, help="Index of the first world face."),
          b: int = option(1, NON_NEGATIVE_INT, help="Index of the second world face (the other value of the label)."),
          label: str = typer.Option(None, help="Label to swap (default: the model's first)."),

@@ -1,10 +1,12 @@
-"""Label operations on the semi-supervised models (M2, CCVAE, JDVAE; Zou thesis §5.3-5.4 and §6.4,
-digest C.4 and D.5):
+"""Label operations on the semi-supervised models (M2, CCVAE, JDVAE, CVQVAE; Zou thesis §5.3-5.4 and
+§6.4, digest C.4 and D.5):
 
 - :func:`swap`: for a face I_g with the label (y = 1) and a face I_w without (y = 0), exchange the
-  label parts, (y, u) for JDVAE (§5.4), y for M2, z_c for CCVAE: decode d(1, z_w, u_g) and
-  d(0, z_g, u_w). Labels are the true ones when given (as in Ch. 6), else y = argmax q(y|x).
-- :func:`flip`: set y to 1 - y, the label features to the mean of their prior given the new label.
+  label parts, (y, u) for JDVAE (§5.4), y for M2, z_c for CCVAE, (y, c) for CVQVAE (§6.4: decode
+  D(z_0, c_1, y = 1) and D(z_1, c_0, y = 0), its decoder gating c by the new y): decode
+  d(1, z_w, u_g) and d(0, z_g, u_w). Labels are the true ones when given (as in Ch. 6), else y = argmax q(y|x).
+- :func:`flip`: set y to 1 - y, the label features to the mean of their prior given the new label
+  (for CVQVAE, whose c has no prior, the mean of the c it fitted to the labelled faces of that label).
 - :func:`magnitude`: decode d(y, z, lambda u) for lambda in [0, 2] (§6.4, "Magnitude").
 - :func:`swap_scores_of`: SR(+), SR(-), SR and CFD of the swaps with :func:`mien.metrics.swap.swap_scores`.
 
@@ -24,7 +26,7 @@ LAMBDA_RANGE = (0.0, 2.0)
 def _check_model(model):
     if not hasattr(model, "label_parts") or not hasattr(model, "encode_parts"):
         raise ConfigError(f"{getattr(model, 'model_name', type(model).__name__)} has no labels to swap; "
-                          "use a checkpoint of m2, ccvae or jdvae")
+                          "use a checkpoint of m2, ccvae, jdvae or cvqvae")
 
 
 def label_index(model, label: str | int | None) -> int:
@@ -98,7 +100,7 @@ def magnitude(model, x: torch.Tensor, lambdas, label: str | int | None = None, y
     under a feature-gated decoder): len(lambdas) x B x C x H x W."""
     l = label_index(model, label)
     if model.feature_part is None:
-        raise ConfigError(f"{model.model_name} has no label features to scale; use jdvae or ccvae")
+        raise ConfigError(f"{model.model_name} has no label features to scale; use jdvae, ccvae or cvqvae")
     lambdas = [float(v) for v in lambdas]
     bad = [v for v in lambdas if not LAMBDA_RANGE[0] <= v <= LAMBDA_RANGE[1]]
     if bad:

@@ -112,20 +112,30 @@ class Phase:
     optimiser then steps; the other keys are logged. ``lazy`` marks a regulariser evaluated only
     every ``every`` steps (StyleGAN2's lazy regularisation, Karras et al. 2020, Sec. 3.1 and
     App. B): its loss is multiplied by ``every``, and the optimiser of its group takes the
-    learning rate lr * c and betas beta ** c with c = every / (every + 1). ``name`` labels the
-    phase's logged loss (``loss`` for the phase named ``model``, ``loss_<name>`` otherwise)."""
+    learning rate lr * c and betas beta ** c with c = every / (every + 1). ``start`` and ``stop``
+    bound the steps a phase runs on, start <= s < stop (``stop`` None: to the end), so a schedule
+    can change groups at a step (two-step training, Zou §6.3.4). ``name`` labels the phase's
+    logged loss (``loss`` for the phase named ``model``, ``loss_<name>`` otherwise)."""
 
     group: str
     loss: Callable[[dict, int], dict]
     every: int = 1
     lazy: bool = False
     name: str = ""
+    start: int = 0
+    stop: int | None = None
 
     def __post_init__(self):
         if self.every < 1:
             raise ConfigError(f"a training phase's period must be >= 1, got {self.every}")
+        if self.start < 0 or (self.stop is not None and self.stop <= self.start):
+            raise ConfigError(f"a training phase runs on steps start <= s < stop, got start {self.start}, stop {self.stop}")
         if not self.name:
             object.__setattr__(self, "name", self.group)
+
+    def due(self, step: int) -> bool:
+        """Whether the phase runs on step ``step``."""
+        return self.start <= step and (self.stop is None or step < self.stop) and step % self.every == 0
 
     @property
     def log_key(self) -> str:

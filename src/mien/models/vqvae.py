@@ -52,6 +52,23 @@ def perplexity(usage: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(usage * torch.log(usage + 1e-10)).sum())
 
 
+def squared_distances(flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """||z - e_k||^2 for every row z of ``flat`` (N x D) and code e_k of ``codebook`` (K x D): N x K."""
+    return flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None]
+
+
+@torch.no_grad()
+def pick_vectors(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """``k`` rows of ``flat`` chosen at random (repeated if it has fewer), rank 0's choice broadcast
+    under data parallelism: the encoder vectors a codebook starts from."""
+    pick = torch.randint(len(flat), (k,), device=flat.device) if len(flat) < k else \
+        torch.randperm(len(flat), device=flat.device)[:k]
+    out = flat[pick].contiguous()
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast(out, 0)
+    return out
+
+
 def _all_reduce(*tensors: torch.Tensor) -> None:
     """Sum statistics over processes when training data-parallel."""
     if dist.is_available() and dist.is_initialized():
@@ -103,9 +120,7 @@ class VQVAE(GenerativeModel):
     def nearest_codes(self, z_e: torch.Tensor) -> torch.Tensor:
         """argmin_k ||z_e - e_k||^2 at every position: B x D x M x M -> B x M x M indices."""
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1])
-        e = self.codebook
-        dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
-        return dist2.argmin(1).view(z_e.shape[0], *z_e.shape[2:])
+        return squared_distances(flat, self.codebook).argmin(1).view(z_e.shape[0], *z_e.shape[2:])
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
         """Indices B x M x M -> z_q B x D x M x M."""
@@ -159,12 +174,7 @@ class VQVAE(GenerativeModel):
     def _init_codebook(self, flat: torch.Tensor) -> None:
         """Set the codebook to randomly chosen encoder vectors (repeated if the batch has fewer
         vectors than codes); rank 0's choice is broadcast under data parallelism."""
-        k = self.config.num_codes
-        pick = torch.randint(len(flat), (k,), device=flat.device) if len(flat) < k else \
-            torch.randperm(len(flat), device=flat.device)[:k]
-        self.codebook.data.copy_(flat[pick])
-        if dist.is_available() and dist.is_initialized():
-            dist.broadcast(self.codebook.data, 0)
+        self.codebook.data.copy_(pick_vectors(flat, self.config.num_codes))
         if self.config.ema_decay > 0:
             self.ema_embed_sum.copy_(self.codebook.data)
             self.ema_cluster_size.fill_(1.0)

@@ -3,7 +3,8 @@
 The schedule is the model's :meth:`~mien.models.base.GenerativeModel.phases`. Glossary:
 
     s       the engine's step, one per batch (saved with the training state)
-    phase   (group, loss function, period k, lazy flag); due on step s when s % k == 0
+    phase   (group, loss function, period k, lazy flag, steps [start, stop)); due on step s when
+            s % k == 0 and start <= s < stop
     group   a named list of parameters with its own Adam optimiser (``train.optim.<group>``)
 
 Each step:
@@ -140,7 +141,7 @@ class TrainingModule(L.LightningModule):
             self.trainer.strategy.model.require_backward_grad_sync = False
             broadcast_buffers(self.model)
         for phase in self.phases:
-            if step % phase.every:
+            if not phase.due(step):
                 continue
             terms = phase.loss(batch, step)
             self._check_finite(terms, phase, step)

@@ -102,12 +102,16 @@ def one_hot(y: torch.Tensor) -> torch.Tensor:
     return torch.stack([1 - y, y], dim=2).flatten(1)
 
 
+def gumbel_noise(logits: torch.Tensor) -> torch.Tensor:
+    """g ~ Gumbel(0, 1) of the shape of ``logits``: -log(-log(u)), u ~ U(0, 1)."""
+    return -torch.log(-torch.log(torch.rand_like(logits).clamp(1e-10, 1 - 1e-10)))
+
+
 def gumbel_softmax(logits: torch.Tensor, temperature: float, hard: bool = False) -> torch.Tensor:
     """A relaxed sample of binary labels from logits B x L x 2 (Jang et al. 2017; Maddison et al.
     2017): softmax((logits + g) / tau), g ~ Gumbel(0, 1); ``hard`` gives the one-hot argmax with the
     relaxed sample's gradient (straight-through). Returns B x L values of the class-1 coordinate."""
-    u = torch.rand_like(logits).clamp(1e-10, 1 - 1e-10)
-    soft = torch.softmax((logits - torch.log(-torch.log(u))) / temperature, dim=-1)
+    soft = torch.softmax((logits + gumbel_noise(logits)) / temperature, dim=-1)
     if hard:
         one = F.one_hot(soft.argmax(-1), 2).to(soft)
         soft = one + soft - soft.detach()
