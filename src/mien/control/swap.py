@@ -7,6 +7,9 @@ digest C.4 and D.5):
 - :func:`flip`: set y to 1 - y, the label features to the mean of their prior given the new label.
 - :func:`magnitude`: decode d(y, z, lambda u) for lambda in [0, 2] (§6.4, "Magnitude").
 - :func:`swap_scores_of`: SR(+), SR(-), SR and CFD of the swaps with :func:`mien.metrics.swap.swap_scores`.
+- :func:`label_scores`: the columns of Tab. 5.1 / 6.2 on real world faces with their factors,
+  plus the distances of each swap to its exact target, the world's re-render of the face with
+  the other face's label and features (:func:`mien.data.world.labels.swapped_factors`).
 
 Each takes images (B x C x H x W) and works pair by pair (row i of ``a`` with row i of ``b``).
 """
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import torch
 
-from mien.errors import ConfigError
-from mien.metrics.swap import swap_scores
+from mien.data.world.labels import LABEL_FEATURES, renderable, swapped_factors
+from mien.data.world.render import render
+from mien.errors import ConfigError, DataError
+from mien.metrics.swap import bca, classifier_accuracy, exact_swap_distances, swap_scores
 
 LAMBDA_RANGE = (0.0, 2.0)
 
@@ -123,3 +128,52 @@ def swap_scores_of(model, with_label: torch.Tensor, without_label: torch.Tensor,
     if not (out["y_a"][:, l] == 1).all():
         raise ConfigError("the first faces must carry the label (y = 1) and the second ones not (y = 0); swap the arguments")
     return swap_scores(out["b"], with_label, out["a"], without_label, attribute or model.config.labels[l], evaluator)
+
+
+def _chunked(fn, *tensors, size: int = 250) -> list[torch.Tensor]:
+    """``fn`` over row chunks of ``tensors``; its outputs (tensors or dicts of them) concatenated."""
+    outs = [fn(*(t[i:i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)]
+    if isinstance(outs[0], dict):
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+    return torch.cat(outs)
+
+
+def exact_targets(name: str, fa: dict, fb: dict, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The world's renders of face a with b's ``name`` and features, and of face b with a's."""
+    ta, tb = swapped_factors(name, fa, fb)
+    return render(ta, size)[0], render(tb, size)[0]
+
+
+@torch.no_grad()
+def label_scores(model, images: torch.Tensor, factors: dict, label: str | int | None = None, evaluator=None) -> dict:
+    """Tab. 5.1 / 6.2 scores of ``label`` on real faces with their true labels (Zou §5.4, §6.5):
+    the first faces with the label are paired in order with the first without (as many pairs as
+    the smaller group) and swapped with true labels; ``sr_plus``, ``sr_minus``, ``sr``, ``cfd``
+    of the swaps, ``bca`` of argmax q(y|x) on every face, ``scoring_classifier_acc`` of the scoring
+    classifier on the real faces and ``pairs``. When ``factors`` hold every world factor,
+    ``exact_lpips`` and ``exact_feature`` (:func:`mien.metrics.swap.exact_swap_distances`) of
+    both swap directions to their exact targets."""
+    l = label_index(model, label)
+    name = model.config.labels[l]
+    missing = [n for n in model.config.labels if n not in factors]
+    if missing:
+        raise ConfigError(f"the scored data has no label {missing[0]!r}; score world faces of the checkpoint's data")
+    y = torch.stack([torch.as_tensor(factors[n]).float() for n in model.config.labels], 1)
+    pos, neg = (y[:, l] == 1).nonzero()[:, 0], (y[:, l] == 0).nonzero()[:, 0]
+    k = min(len(pos), len(neg))
+    if k == 0:
+        raise DataError(f"the scored faces all have {name} = {int(y[0, l])}; score more faces (--n) to find both values")
+    ia, ib = pos[:k], neg[:k]
+    dev = model.device
+    out = _chunked(lambda a, b, ya, yb: {k: v.cpu() for k, v in swap(model, a.to(dev), b.to(dev), l, ya, yb).items()},
+                   images[ia], images[ib], y[ia], y[ib])
+    scores = swap_scores(out["b"], images[ia], out["a"], images[ib], name, evaluator)
+    pred = _chunked(lambda x: model.predict(x.to(dev)).cpu(), images)[:, l]
+    scores["bca"] = bca(y[:, l].numpy(), pred.numpy())
+    scores["scoring_classifier_acc"] = classifier_accuracy(images, y[:, l], name, evaluator)
+    if name in LABEL_FEATURES and renderable(factors):
+        ta, tb = exact_targets(name, {n: v[ia] for n, v in factors.items()}, {n: v[ib] for n, v in factors.items()},
+                               images.shape[-1])
+        scores.update(exact_swap_distances(torch.cat([out["a"], out["b"]]), torch.cat([ta, tb]), evaluator))
+    scores["pairs"] = float(k)
+    return scores
