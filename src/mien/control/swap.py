@@ -6,6 +6,7 @@ digest C.4 and D.5):
   d(0, z_g, u_w). Labels are the true ones when given (as in Ch. 6), else y = argmax q(y|x).
 - :func:`flip`: set y to 1 - y, the label features to the mean of their prior given the new label.
 - :func:`magnitude`: decode d(y, z, lambda u) for lambda in [0, 2] (§6.4, "Magnitude").
+- :func:`interpolate_features`: decode d(y_1, z_1, u_1 + alpha (u_2 - u_1)) (§6.4, "Interpolation").
 - :func:`swap_scores_of`: SR(+), SR(-), SR and CFD of the swaps with :func:`mien.metrics.swap.swap_scores`.
 - :func:`label_scores`: the columns of Tab. 5.1 / 6.2 on real world faces with their factors,
   plus the distances of each swap to its exact target, the world's re-render of the face with
@@ -102,8 +103,7 @@ def magnitude(model, x: torch.Tensor, lambdas, label: str | int | None = None, y
     """d(y, z, lambda u) for each lambda in [0, 2] (Zou §6.4: lambda = 0 with y = 1 gives no glasses
     under a feature-gated decoder): len(lambdas) x B x C x H x W."""
     l = label_index(model, label)
-    if model.feature_part is None:
-        raise ConfigError(f"{model.model_name} has no label features to scale; use jdvae or ccvae")
+    feature_part(model)
     lambdas = [float(v) for v in lambdas]
     bad = [v for v in lambdas if not LAMBDA_RANGE[0] <= v <= LAMBDA_RANGE[1]]
     if bad:
@@ -114,6 +114,35 @@ def magnitude(model, x: torch.Tensor, lambdas, label: str | int | None = None, y
         scaled = {k: t.clone() for k, t in parts.items()}
         scaled[model.feature_part][:, l] = v * parts[model.feature_part][:, l]
         out.append(model.decode_parts(scaled))
+    return torch.stack(out)
+
+
+def feature_part(model, name: str = "c") -> str:
+    """The model's label-feature part for ``name``: ``c`` (any model's label features, the
+    thesis's name in ch. 6) or the part's own name (``u`` for JDVAE, ``zc`` for CCVAE)."""
+    _check_model(model)
+    part = model.feature_part
+    if part is None:
+        raise ConfigError(f"{model.model_name} has no label features to scale; use jdvae or ccvae")
+    if name not in ("c", part):
+        raise ConfigError(f"{model.model_name} has no label features {name!r}; use --feature c (or {part})")
+    return part
+
+
+@torch.no_grad()
+def interpolate_features(model, x1: torch.Tensor, x2: torch.Tensor, alphas, label: str | int | None = None,
+                         y1=None, y2=None) -> torch.Tensor:
+    """d(y_1, z_1, c_1 + alpha (c_2 - c_1)) for each alpha (Zou §6.4): face 1 keeps its label and
+    the rest of its code while its label features move towards face 2's; len(alphas) x B x C x H x W."""
+    l = label_index(model, label)
+    part = feature_part(model)
+    p1 = _encode(model, x1, labels_of(model, x1, y1))
+    c2 = _encode(model, x2, labels_of(model, x2, y2))[part][:, l]
+    out = []
+    for a in (float(v) for v in alphas):
+        moved = {k: t.clone() for k, t in p1.items()}
+        moved[part][:, l] = p1[part][:, l] + a * (c2 - p1[part][:, l])
+        out.append(model.decode_parts(moved))
     return torch.stack(out)
 
 
