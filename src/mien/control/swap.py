@@ -22,6 +22,7 @@ import torch
 from mien.data.world.labels import LABEL_FEATURES, renderable, swapped_factors
 from mien.data.world.render import render
 from mien.errors import ConfigError, DataError
+from mien.metrics.fid import fid_from_features, image_features
 from mien.metrics.swap import bca, classifier_accuracy, exact_swap_distances, swap_scores
 
 LAMBDA_RANGE = (0.0, 2.0)
@@ -174,14 +175,12 @@ def exact_targets(name: str, fa: dict, fb: dict, size: int) -> tuple[torch.Tenso
 
 
 @torch.no_grad()
-def label_scores(model, images: torch.Tensor, factors: dict, label: str | int | None = None, evaluator=None) -> dict:
-    """Tab. 5.1 / 6.2 scores of ``label`` on real faces with their true labels (Zou §5.4, §6.5):
-    the first faces with the label are paired in order with the first without (as many pairs as
-    the smaller group) and swapped with true labels; ``sr_plus``, ``sr_minus``, ``sr``, ``cfd``
-    of the swaps, ``bca`` of argmax q(y|x) on every face, ``scoring_classifier_acc`` of the scoring
-    classifier on the real faces and ``pairs``. When ``factors`` hold every world factor,
-    ``exact_lpips`` and ``exact_feature`` (:func:`mien.metrics.swap.exact_swap_distances`) of
-    both swap directions to their exact targets."""
+def label_swaps(model, images: torch.Tensor, factors: dict, label: str | int | None = None) -> dict:
+    """The swaps of ``label`` on real faces with their true labels (Zou §5.4, §6.4): the first
+    faces with the label (``index_a``) paired in order with the first without (``index_b``), as
+    many pairs as the smaller group. ``a``: the faces a with b's label and features, ``b``: the
+    faces b with a's; when ``factors`` hold every world factor, their exact targets ``target_a``
+    and ``target_b`` (the world's re-renders)."""
     l = label_index(model, label)
     name = model.config.labels[l]
     missing = [n for n in model.config.labels if n not in factors]
@@ -196,13 +195,34 @@ def label_scores(model, images: torch.Tensor, factors: dict, label: str | int | 
     dev = model.device
     out = _chunked(lambda a, b, ya, yb: {k: v.cpu() for k, v in swap(model, a.to(dev), b.to(dev), l, ya, yb).items()},
                    images[ia], images[ib], y[ia], y[ib])
-    scores = swap_scores(out["b"], images[ia], out["a"], images[ib], name, evaluator)
-    pred = _chunked(lambda x: model.predict(x.to(dev)).cpu(), images)[:, l]
-    scores["bca"] = bca(y[:, l].numpy(), pred.numpy())
-    scores["scoring_classifier_acc"] = classifier_accuracy(images, y[:, l], name, evaluator)
+    result = {"index_a": ia, "index_b": ib, "a": out["a"], "b": out["b"], "y": y[:, l]}
     if name in LABEL_FEATURES and renderable(factors):
-        ta, tb = exact_targets(name, {n: v[ia] for n, v in factors.items()}, {n: v[ib] for n, v in factors.items()},
-                               images.shape[-1])
-        scores.update(exact_swap_distances(torch.cat([out["a"], out["b"]]), torch.cat([ta, tb]), evaluator))
-    scores["pairs"] = float(k)
+        result["target_a"], result["target_b"] = exact_targets(name, {n: v[ia] for n, v in factors.items()},
+                                                               {n: v[ib] for n, v in factors.items()}, images.shape[-1])
+    return result
+
+
+@torch.no_grad()
+def label_scores(model, images: torch.Tensor, factors: dict, label: str | int | None = None, evaluator=None) -> dict:
+    """Tab. 5.1 / 6.1 / 6.2 scores of ``label`` on real faces with their true labels (Zou §5.4,
+    §6.5), on the pairs of :func:`label_swaps`: ``sr_plus``, ``sr_minus``, ``sr``, ``cfd``,
+    ``swap_fid_mien`` (Fréchet distance of the swaps to the real faces on evaluator features, the
+    thesis's FID), ``bca`` of argmax q(y|x) on every face, ``scoring_classifier_acc`` of the
+    scoring classifier on the real faces, ``pairs``, and on world faces ``exact_lpips`` and
+    ``exact_feature`` of both swap directions to their exact targets
+    (:func:`mien.metrics.swap.exact_swap_distances`)."""
+    l = label_index(model, label)
+    name = model.config.labels[l]
+    s = label_swaps(model, images, factors, l)
+    ia, ib = s["index_a"], s["index_b"]
+    scores = swap_scores(s["b"], images[ia], s["a"], images[ib], name, evaluator)
+    swapped = torch.cat([s["a"], s["b"]]).clamp(-1, 1)
+    ev = evaluator
+    scores["swap_fid_mien"] = fid_from_features(image_features(swapped, ev), image_features(images, ev))
+    pred = _chunked(lambda x: model.predict(x.to(model.device)).cpu(), images)[:, l]
+    scores["bca"] = bca(s["y"].numpy(), pred.numpy())
+    scores["scoring_classifier_acc"] = classifier_accuracy(images, s["y"], name, evaluator)
+    if "target_a" in s:
+        scores.update(exact_swap_distances(swapped, torch.cat([s["target_a"], s["target_b"]]), evaluator))
+    scores["pairs"] = float(len(ia))
     return scores
