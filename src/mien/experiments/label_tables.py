@@ -26,7 +26,8 @@ SMILE = ("data.labels=[smile]", "model.labels=[smile]")
 
 @dataclass(frozen=True)
 class Row:
-    """A table row: ``family``'s preset (``preset``, default the experiment's) with ``overrides``;
+    """A table row: ``family``'s preset (``preset``, default the experiment's) with ``overrides``
+    (``{runs}`` in one stands for the runs folder, e.g. a two-step variant's pretrained run);
     ``only_at``: the experiment presets the row runs at (all when empty)."""
 
     name: str
@@ -40,9 +41,11 @@ class Row:
         path = PRESETS / self.family / f"{self.preset or preset}.yaml"
         return path if path.is_file() and (not self.only_at or preset in self.only_at) else None
 
-    @property
-    def folder(self) -> str:
-        return "".join(c if c.isalnum() else "_" for c in self.name.lower()).strip("_")
+    def folder(self, preset: str) -> str:
+        """The run's folder name, from what it trains (rows of several tables that train the same
+        thing share a run)."""
+        key = "_".join([self.family, self.preset or preset, *self.overrides])
+        return "_".join(filter(None, "".join(c if c.isalnum() else "_" for c in key.lower().replace("{runs}/", "")).split("_")))
 
 
 def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], progress: bool) -> dict[str, Path]:
@@ -54,8 +57,9 @@ def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], pr
     for row in rows:
         path = row.config(preset)
         if path is not None and row.name not in runs:
-            cfg = load_run_config(path, [*overrides, *row.overrides])
-            runs[row.name] = train_or_reuse(cfg, out / "runs" / row.folder, progress)
+            extra = [o.format(runs=out / "runs") for o in row.overrides]
+            cfg = load_run_config(path, [*overrides, *extra])
+            runs[row.name] = train_or_reuse(cfg, out / "runs" / row.folder(preset), progress)
     return runs
 
 
@@ -133,9 +137,25 @@ def ordering(description: str, names: list[str], key: str, scores: dict[str, dic
     return f"- {description}: {'holds' if holds else 'does not hold'} ({shown})"
 
 
+def best(description: str, name: str, others: list[str], key: str, scores: dict[str, dict], higher: bool = True) -> str:
+    """Whether row ``name`` beats every row of ``others`` that ran on ``key``."""
+    ran = [o for o in others if o in scores]
+    if name not in scores or not ran:
+        return f"- {description}: not checked (rows missing)"
+    sign = 1 if higher else -1
+    holds = all(sign * (scores[name][key] - scores[o][key]) > 0 for o in ran)
+    shown = ", ".join(f"{n} {scores[n][key]:.3f}" for n in [name, *ran])
+    return f"- {description}: {'holds' if holds else 'does not hold'} ({shown})"
+
+
 def score_rows(runs: dict[str, Path], out: Path, n: int) -> dict[str, dict]:
-    """Scores of every trained row, with its swap grid at ``out/grids/<row>.png``."""
-    return {name: score_run(run, n, out / "grids" / f"{run.name}.png") for name, run in runs.items()}
+    """Scores of every trained row, with its swap grid at ``out/grids/<run>.png`` (a run shared
+    by several rows is scored once)."""
+    done: dict[Path, dict] = {}
+    for run in runs.values():
+        if run not in done:
+            done[run] = score_run(run, n, out / "grids" / f"{run.name}.png")
+    return {name: done[run] for name, run in runs.items()}
 
 
 def figures(runs: dict[str, Path]) -> str:

@@ -52,7 +52,8 @@ def reproduce(preset: str, out_dir, overrides: list[str] | None = None, n: int =
     runs = train_rows(ROWS, preset, out, list(overrides or []), progress)
     scores = score_rows(runs, out, n)
     acc = next(iter(scores.values()), {}).get("scoring_classifier_acc", float("nan"))
-    header = (f"## Zou thesis ch. 5 on the world ({preset} preset, {n} unseen test faces, glasses)\n\n"
+    extra = f", overrides {' '.join(overrides)}" if overrides else ""
+    header = (f"## Zou thesis ch. 5 on the world ({preset} preset{extra}, {n} unseen test faces, glasses)\n\n"
               "Swaps exchange (y, u) (M2: y; CCVAE: z_c) between a face with glasses and one without, with true "
               f"labels. SR and CFD are scored by mien's evaluator (its glasses accuracy on these real faces: {acc:.2%}, "
               "the thesis's ResNet-50: 98.69%); LPIPS is "
