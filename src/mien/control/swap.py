@@ -160,7 +160,7 @@ def swap_scores_of(model, with_label: torch.Tensor, without_label: torch.Tensor,
     return swap_scores(out["b"], with_label, out["a"], without_label, attribute or model.config.labels[l], evaluator)
 
 
-def _chunked(fn, *tensors, size: int = 250) -> list[torch.Tensor]:
+def _chunked(fn, *tensors, size: int = 250):
     """``fn`` over row chunks of ``tensors``; its outputs (tensors or dicts of them) concatenated."""
     outs = [fn(*(t[i:i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)]
     if isinstance(outs[0], dict):
