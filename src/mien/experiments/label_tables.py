@@ -66,11 +66,11 @@ def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], pr
 @torch.no_grad()
 def score_run(run: Path, n: int, grid: Path | None = None) -> dict:
     """:func:`label_scores` of the run's first label on ``n`` unseen faces of its world, plus
-    ``lpips_mien`` of plain reconstructions (Tab. 5.1's LPIPS); ``grid``: a PNG of the first
+    ``lpips_mien`` of plain reconstructions (Tab. 5.1's LPIPS) and the run's training ``steps``; ``grid``: a PNG of the first
     pairs (face, swap, exact swap for each face of a pair)."""
     import mien
     from mien.evaluator import evaluator_for
-    from mien.models.checkpoint import training_world
+    from mien.models.checkpoint import read_meta, training_world
     from mien.report.grid import save_grid
 
     model = mien.load(run).eval()
@@ -80,6 +80,7 @@ def score_run(run: Path, n: int, grid: Path | None = None) -> dict:
     scores = label_scores(model, x, f, None, ev)
     rec = torch.cat([model.reconstruct(x[i:i + 250].to(model.device)).cpu() for i in range(0, n, 250)])
     scores["lpips_mien"] = lpips_mien(x, rec.clamp(-1, 1), ev)
+    scores["steps"] = read_meta(run).get("steps", 0)
     if grid is not None:
         s = label_swaps(model, x[:4 * GRID_PAIRS * 8], {k: v[:4 * GRID_PAIRS * 8] for k, v in f.items()})
         k = min(GRID_PAIRS, len(s["index_a"]))
@@ -96,13 +97,15 @@ def score_run(run: Path, n: int, grid: Path | None = None) -> dict:
 def _cell(value, kind: str) -> str:
     if value is None:
         return "-"
+    if kind == "d":
+        return str(int(value))
     return f"{100 * value:.2f}%" if kind == "%" else f"{value:.3f}" if kind == "3" else f"{value:.2f}"
 
 
 def table(title: str, rows: list[Row], scores: dict[str, dict], columns: list[tuple[str, str, str]],
           thesis: dict[str, tuple] | None = None, skipped_note: str = "") -> str:
     """A markdown table: one line per row (``-`` where it did not run), ``columns`` as (header,
-    score key, format: '%', '3' or '2'); ``thesis``: the thesis's values per row name, shown
+    score key, format: '%', '3', '2' or 'd' (an integer)); ``thesis``: the thesis's values per row name, shown
     after the measured ones."""
     thesis = thesis or {}
     width = max((len(v) for v in thesis.values()), default=0)

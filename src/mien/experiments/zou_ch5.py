@@ -29,7 +29,8 @@ THESIS = {"CCVAE": ("99.38%", "19.37%", "0.4414", "95.45%"), "CCVAE2": ("95.52%"
           "PA2": ("94.98%", "64.25%", "0.2416", "97.09%"), "PA1 without AdaIN": ("-", "-", "0.3059", "-"),
           "PA1 without tokens": ("-", "47.23%", "-", "-")}
 COLUMNS = [("SR(-)", "sr_minus", "%"), ("SR(+)", "sr_plus", "%"), ("LPIPS", "lpips_mien", "3"), ("BCA", "bca", "%"),
-           ("CFD", "cfd", "2"), ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2")]
+           ("CFD", "cfd", "2"), ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2"),
+           ("steps", "steps", "d")]
 
 
 def orderings(scores: dict) -> str:

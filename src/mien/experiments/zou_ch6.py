@@ -50,9 +50,11 @@ THESIS_SWEEP = {"base (C)": ("100%", "79.13%", "0.093", "20.05"), "K = 64": ("10
                 "N_c = 8": ("99.92%", "71.36%", "0.097", "20.14"), "N_z = 4x4": ("100%", "65.11%", "0.099", "21.33"),
                 "beta = 1e-5": ("99.92%", "72.07%", "0.098", "20.24"), "beta = 1e-3": ("100%", "77.34%", "0.095", "20.17")}
 COLUMNS_62 = [("CFD", "cfd", "2"), ("SR(-)", "sr_minus", "%"), ("SR(+)", "sr_plus", "%"), ("FID", "swap_fid_mien", "2"),
-              ("BCA", "bca", "%"), ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2")]
+              ("BCA", "bca", "%"), ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2"),
+           ("steps", "steps", "d")]
 COLUMNS_61 = [("SR(-)", "sr_minus", "%"), ("SR(+)", "sr_plus", "%"), ("CFD", "cfd", "2"), ("FID", "swap_fid_mien", "2"),
-              ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2")]
+              ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2"),
+           ("steps", "steps", "d")]
 ROWS = [*COMPARISON["glasses"], *COMPARISON["smile"], *VARIANTS, *SWEEP]
 
 
