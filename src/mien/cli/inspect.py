@@ -150,8 +150,16 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
              image: Path = typer.Option(None, help="A photo that gives the base code instead of --data/--index."),
              align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the face of --image."),
              seed: int = option(12345, NON_NEGATIVE_INT, help="World seed."),
+             feature: str = typer.Option(None, help="Label models: scale these label features (c, or the model's "
+                                                    "part: u, zc) by lambda over --magnitude instead of sweeping dims."),
+             magnitude: str = typer.Option("0,2", help="LO,HI: the lambda range of --feature, within [0, 2]."),
+             label: str = typer.Option(None, help="The label whose features --feature scales (default: the first)."),
+             predicted: bool = typer.Option(False, "--predicted", help="With --feature: use argmax q(y|x), not the world's labels."),
              out: Path = output(Path("traversal.png"), folder=False, help="PNG grid to write.")):
-    """One row per latent dimension, that dimension swept while the others keep the image's code."""
+    """One row per latent dimension, that dimension swept while the others keep the image's code;
+    with --feature, one row of d(y, z, lambda c) for lambda over --magnitude (Zou §6.4)."""
+    if feature is not None:
+        return _magnitude(ckpt, feature, magnitude, label, predicted, steps, index, image, align, seed, out)
     from mien.control.direction import traverse as sweep_along
     from mien.control.directions import AxisDirection, dimension_labels
     from mien.control.invert import invert
@@ -173,6 +181,27 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
             axes, values = AxisDirection(chosen, z.shape[1]).fit(), torch.linspace(-span, span, steps)
         images = sweep_along(model, z, axes.direction_, values, absolute=True)
     save_grid(images, out, nrow=steps, scale=2, labels=dimension_labels(model, chosen, steps))
+    typer.echo(f"wrote {out}")
+
+
+def _magnitude(ckpt, feature, span, label, predicted, steps, index, image, align, seed, out):
+    from mien.cli.swap import face
+    from mien.control.swap import feature_part, label_index, magnitude
+    from mien.errors import ConfigError
+    from mien.report.grid import save_grid
+
+    try:
+        lo, hi = (float(v) for v in span.split(","))
+    except ValueError:
+        raise ConfigError(f"--magnitude {span!r}: give LO,HI, e.g. 0,2") from None
+    model = _load(ckpt)
+    feature_part(model, feature)
+    l = label_index(model, label)
+    x, y = face(str(image) if image is not None else str(index), ckpt, seed, model.config.image_size,
+                model.config.labels, align)
+    lambdas = torch.linspace(lo, hi, steps).tolist()
+    images = magnitude(model, x, lambdas, l, None if predicted else y)[:, 0]
+    save_grid(images, out, nrow=steps, scale=2, labels=[f"lambda={v:.2f}" for v in lambdas])
     typer.echo(f"wrote {out}")
 
 

@@ -70,6 +70,30 @@ def zou_ch4(
     path = reproduce(config or preset_path("dvae", preset), out, list(overrides or []), folds, *grid, seed, progress)
     typer.echo(path.read_text())
     typer.echo(f"written to {path}")
+def _label_tables(name: str):
+    """The verb of a table of the label models (``zou-ch5``, ``zou-ch6``): the same options for both."""
+
+    def command(
+        preset: str = typer.Option("small", help="tiny (seconds, tests) or small: the presets of every row."),
+        overrides: list[str] = typer.Argument(None, help="key=value overrides for every run, e.g. train.max_steps=100."),
+        out: Path = output(Path(f"out/{name}"), folder=True, help=f"Output folder (runs/, grids/, {name}.md)."),
+        n: int = option(1000, POSITIVE_INT, "-n", help="Unseen test faces scored per row."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
+    ):
+        from importlib import import_module
+
+        path = import_module(f"mien.experiments.{name.replace('-', '_')}").reproduce(
+            preset, out, list(overrides or []), n, progress)
+        typer.echo(path.read_text())
+        typer.echo(f"written to {path}")
+
+    return command
+
+
+app.command("zou-ch5", help="Train (or reuse) CCVAE, CCVAE2, M2, PA1, PA2 and the two ablations of Zou ch. 5; "
+                            "write Tab. 5.1 with exact-swap distances.")(_label_tables("zou-ch5"))
+app.command("zou-ch6", help="Train (or reuse) the rows of Zou Tab. 6.1, 6.2 and a reduced Tab. 6.4-6.7 sweep "
+                            "whose presets are shipped; write them with exact-swap distances.")(_label_tables("zou-ch6"))
 
 
 @app.command("gan-directions")

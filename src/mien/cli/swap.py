@@ -10,29 +10,48 @@ import typer
 from mien.cli.options import NON_NEGATIVE_INT, option, output
 
 
+def face(spec: str, ckpt: Path, seed: int, size: int, labels: list[str], align: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``spec`` as (1 x 3 x S x S image, its true labels 1 x L or None): a world face by index
+    (labels from the world), or an image file (no labels: the model predicts them)."""
+    from mien.data.photo import load_face
+    from mien.errors import ConfigError
+    from mien.models.checkpoint import training_world
+
+    if spec.isdigit():
+        batch = training_world(ckpt, int(spec) + 1, seed, size).batch([int(spec)])
+        missing = [n for n in labels if n not in batch["factors"]]
+        if missing:
+            raise ConfigError(f"the checkpoint's world has no label {missing[0]!r}; retrain with data.labels=[{missing[0]}]")
+        return batch["image"], torch.stack([batch["factors"][n].float() for n in labels], 1)
+    if not Path(spec).is_file():
+        raise ConfigError(f"{spec!r} is neither a world face index nor an image file; pass e.g. 3 or face.png")
+    return load_face(Path(spec), size, align=align)["image"][None], None
+
+
 def swap(ckpt: Path = typer.Argument(..., help="Checkpoint folder of an m2, ccvae, jdvae or cvqvae run."),
-         a: int = option(0, NON_NEGATIVE_INT, help="Index of the first world face."),
-         b: int = option(1, NON_NEGATIVE_INT, help="Index of the second world face (the other value of the label)."),
+         a: str = typer.Option("0", help="First face: a world face index or an image file."),
+         b: str = typer.Option("1", help="Second face (the other value of the label): an index or an image file."),
          label: str = typer.Option(None, help="Label to swap (default: the model's first)."),
-         predicted: bool = typer.Option(False, "--predicted", help="Use argmax q(y|x) instead of the world's true labels."),
+         predicted: bool = typer.Option(False, "--predicted", help="Use argmax q(y|x) instead of the world's true labels "
+                                                                   "(always for image files)."),
+         align: bool = typer.Option(True, "--align/--no-align", help="Detect and FFHQ-align the faces of image files."),
          seed: int = option(12345, NON_NEGATIVE_INT, help="World seed (default: faces unseen in training)."),
          out: Path = output(Path("swap.png"), help="PNG grid to write.", folder=False)):
     """Rows a and b: input, reconstruction, and the face with the other's label and features."""
     import mien
     from mien.control.swap import label_index, swap as swap_pair
-    from mien.models.checkpoint import training_world
     from mien.report.grid import save_grid
 
     model = mien.load(ckpt)
     l = label_index(model, label)
-    name = model.config.labels[l]
-    batch = training_world(ckpt, max(a, b) + 1, seed, model.config.image_size).batch([a, b])
-    x = batch["image"]
-    y = None if predicted else torch.stack([batch["factors"][n].float() for n in model.config.labels], 1)
+    name, size = model.config.labels[l], model.config.image_size
+    (xa, ya), (xb, yb) = (face(s, ckpt, seed, size, model.config.labels, align) for s in (a, b))
+    if predicted:
+        ya = yb = None
     with torch.no_grad():
-        r = swap_pair(model, x[:1], x[1:], l, None if y is None else y[:1], None if y is None else y[1:])
-    ya, yb = int(r["y_a"][0, l]), int(r["y_b"][0, l])
-    save_grid(torch.cat([x[:1], r["a_rec"], r["a"], x[1:], r["b_rec"], r["b"]]), out, nrow=3, scale=2,
-              labels=[f"a: {name}={ya}", "reconstruction", f"{name}={yb} of b", f"b: {name}={yb}", "reconstruction",
-                      f"{name}={ya} of a"])
+        r = swap_pair(model, xa, xb, l, ya, yb)
+    va, vb = int(r["y_a"][0, l]), int(r["y_b"][0, l])
+    save_grid(torch.cat([xa, r["a_rec"], r["a"], xb, r["b_rec"], r["b"]]), out, nrow=3, scale=2,
+              labels=[f"a: {name}={va}", "reconstruction", f"{name}={vb} of b", f"b: {name}={vb}", "reconstruction",
+                      f"{name}={va} of a"])
     typer.echo(f"wrote {out}")

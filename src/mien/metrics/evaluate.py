@@ -14,7 +14,7 @@ from mien.errors import ConfigError
 from mien.metrics.fid import fid_from_features, image_features, kid_from_features
 from mien.metrics.ppl import StyleGenerator
 from mien.metrics.registry import Metric, resolve
-from mien.models.capabilities import Autoencoder, Reconstructor, Sampler
+from mien.models.capabilities import Autoencoder, LabelModel, Reconstructor, Sampler
 
 
 def dataset_batches(ds, n: int, batch_size: int) -> Iterator[dict]:
@@ -71,7 +71,8 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
     """Metrics of a generative model on data ``batches`` (collated sample dicts): distribution
     metrics compare samples with the data, pairwise and target metrics compare reconstructions
     with their inputs, representation metrics score vector codes of ``encode`` against the
-    batches' factors, generator metrics (PPL) use as many latent pairs as there are data items.
+    batches' factors, label metrics swap the labels of a label model's real faces (SR, CFD,
+    BCA, exact-swap distances), generator metrics (PPL) use as many latent pairs as there are data items.
     With ``names='all'``, whatever applies to the model and the data. ``progress(n, more=0)``
     advances a bar by n items (``more``: items added to its total)."""
     batches = iter(batches)
@@ -83,12 +84,14 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
         allowed.add("generator")
     if isinstance(model, Reconstructor):
         allowed |= {"pairs", "targets"}
+    if isinstance(model, LabelModel):
+        allowed.add("labels")
     if isinstance(model, Autoencoder) and schema and "factors" in first:
         if model.encode(first["image"][:2].float()).dim() == 2 or names.strip() != "all":
             allowed.add("codes")
     chosen = resolve(names, allowed, first.keys())
     needs = {m.needs for m in chosen}
-    gen, ref, codes, factors, mean, items = [], [], [], [], _Mean(), 0
+    gen, ref, codes, factors, real, mean, items = [], [], [], [], [], _Mean(), 0
     generator = torch.Generator().manual_seed(seed)
     for batch in chain([first], batches):
         x = batch["image"].float()
@@ -99,6 +102,8 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
             gen.append((image_features(s, evaluator), _classes(evaluator, s)))
         if needs & {"pairs", "targets"}:
             _pairwise(chosen, mean, x, model.reconstruct(x).clamp(-1, 1), batch, evaluator)
+        if "labels" in needs:
+            real.append((x, batch["factors"]))
         if "codes" in needs:
             z = model.encode(x)
             if z.dim() != 2:
@@ -116,6 +121,12 @@ def evaluate_model(model, batches: Iterable[dict], names: str, evaluator, schema
         for m in chosen:
             if m.needs == "codes":
                 out.update(m.fn(z, f, schema))
+    if real:
+        images = torch.cat([r[0] for r in real])
+        f = {k: torch.cat([r[1][k] for r in real]) for k in real[0][1]}
+        for m in chosen:
+            if m.needs == "labels":
+                out.update(m.fn(model, images, f, evaluator))
     for m in chosen:
         if m.needs == "generator":
             if progress:

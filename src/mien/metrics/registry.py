@@ -9,6 +9,8 @@ Needs (the arguments the function receives):
   show, and the evaluator (one fine-tuned on real data reads the labels by its name map);
 - ``codes``: codes N x D, the factor values of the items and the factor schema;
 - ``sequences``: generated and reference sequence batches (``sequence``, ``length``, ``label``);
+- ``labels``: a label model (M2, CCVAE, JDVAE, ...), the scored real images, their factors and the
+  evaluator;
 - ``generator``: a StyleGAN-family model (mapping and synthesis), the evaluator, the number of
   pairs (the number of scored items), the seed and a progress callback.
 
@@ -70,6 +72,19 @@ def _attr_acc(x, b, ev) -> dict:
     return {"attribute_acc": image.attribute_accuracy(x, b["attributes"], ev)}
 
 
+def _swap(model, images, factors, ev) -> dict:
+    """:func:`mien.control.swap.label_scores` of each label (keys prefixed by the label's name
+    when the model has several)."""
+    from mien.control.swap import label_scores
+
+    names = model.config.labels
+    out = {}
+    for name in names:
+        scores = label_scores(model, images, factors, name, ev)
+        out.update({(k if len(names) == 1 else f"{name}_{k}"): v for k, v in scores.items()})
+    return out
+
+
 def _kid(gf, rf, gc, rc, names) -> dict:
     mean, std = fid.kid_from_features(gf, rf)
     return {"kid_mien": mean, "kid_mien_std": std}
@@ -120,6 +135,10 @@ _ALL = [
            "evaluator attribute accuracy w.r.t. the intended attributes (sex, glasses, beard, hat)", ("attributes",)),
     Metric("nme", "targets", lambda x, b, ev: {"landmark_nme": image.image_landmark_nme(x, b["landmarks2d"], ev)},
            "landmark NME (inter-ocular) of the evaluator's landmarks w.r.t. the intended ones", ("landmarks2d",)),
+    Metric("swap", "labels", _swap,
+           "label swaps scored with true labels: SR(+), SR(-), SR, CFD, BCA of q(y|x), the scoring classifier's "
+           "accuracy on the real faces, and on world data the lpips_mien and feature distances to the exact swaps",
+           ("factors",)),
     Metric("beta_vae", "codes", lambda z, f, s: {"beta_vae": dis.beta_vae_score(z, f, s)}, "BetaVAE score"),
     Metric("factor_vae", "codes", lambda z, f, s: {"factor_vae": dis.factor_vae_score(z, f, s)}, "FactorVAE score"),
     Metric("mig", "codes", lambda z, f, s: {"mig": dis.mig(z, f, s)}, "mutual information gap"),

@@ -8,7 +8,9 @@ checks for the protocol instead of probing attributes one by one.
 - :class:`Autoencoder`: ``encode``, ``decode``, ``reconstruct``;
 - :class:`FirstStage`: a spatial latent for latent diffusion (``encode_latent``, ``decode_latent``,
   ``latent_shape``);
-- :class:`LatentSpaces`: ``latent_spaces()``, the named spaces a model exposes to ``mien.control``.
+- :class:`LatentSpaces`: ``latent_spaces()``, the named spaces a model exposes to ``mien.control``;
+- :class:`LabelModel`: a model of binary labels and their features (M2, CCVAE, JDVAE):
+  ``encode_parts``, ``decode_parts`` and ``predict`` (argmax q(y|x)), the swaps of ``mien.control.swap``.
 """
 
 from __future__ import annotations
@@ -49,3 +51,12 @@ class FirstStage(Protocol):
 @runtime_checkable
 class LatentSpaces(Protocol):
     def latent_spaces(self) -> dict: ...
+
+
+@runtime_checkable
+class LabelModel(Protocol):
+    def encode_parts(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict: ...
+
+    def decode_parts(self, parts: dict) -> torch.Tensor: ...
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor: ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from mien.data.factors import Factor
+from mien.data.world.factors import WORLD_FACTORS
 from mien.data.world.geometry import EXPRESSIONS
 
 SMILE_MIN_INTENSITY = 0.2
@@ -28,3 +29,33 @@ def derive_label(name: str, factors: dict[str, torch.Tensor]) -> torch.Tensor:
         happy = factors["expression"].long() == EXPRESSIONS.index("happy")
         return (happy & (factors["intensity"].float() >= SMILE_MIN_INTENSITY)).long()
     raise KeyError(name)
+
+
+# The factors a label swap exchanges: the label itself (when drawn) and its features (Zou §5.3.1,
+# §6.3.1). A smile is carried by the expression and its intensity, which also set the label.
+LABEL_FEATURES: dict[str, tuple[str, ...]] = {
+    "glasses": ("glasses", "glasses_shape", "glasses_size", "glasses_colour", "glasses_thickness"),
+    "smile": ("expression", "intensity"),
+}
+
+
+def swapped_factors(name: str, fa: dict[str, torch.Tensor], fb: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """The factors of the exact swap of label ``name`` between faces a and b (row by row): face a
+    with b's label and features, and face b with a's; everything else stays (the world's version
+    of decoding d(y_b, z_a, u_b) and d(y_a, z_b, u_a), Zou §5.4, §6.4). Derived labels are
+    recomputed."""
+    if name not in LABEL_FEATURES:
+        raise KeyError(name)
+    a, b = dict(fa), dict(fb)
+    for k in LABEL_FEATURES[name]:
+        a[k], b[k] = fb[k], fa[k]
+    for f in (a, b):
+        for d in DERIVED_LABELS:
+            if d in f:
+                f[d] = derive_label(d, f)
+    return a, b
+
+
+def renderable(factors: dict) -> bool:
+    """Whether ``factors`` hold every drawn world factor, so the faces can be re-rendered."""
+    return all(f.name in factors for f in WORLD_FACTORS)
