@@ -2,7 +2,10 @@
 per-vertex error (mm, mean +- std over held-out vertices and frames) of the landmark-guided mesh
 decoder Z2 and its baselines (Linear, CoMA, the S2D decoder without the neutral-mesh attention),
 each trained on the same data and loss, on an expression split (3 motions held out) and an
-identity split (3 subjects held out), plus per-vertex error heat maps of one held-out frame.
+identity split (3 subjects held out), plus per-vertex error heat maps of one held-out frame and
+closed-form references that are no row of the thesis (no displacement; ridge regressions of dM_f
+on dL_f, without and with the neutral mesh's principal components), which show how much of the
+world is linear in dL_f and how much a read-out of M learnt from the training subjects adds.
 
 The sequences are drawn once and held in memory (the world builds them on the fly); every row
 trains through the engine into ``OUT/runs/<split>-<variant>``; a finished run is reused.
