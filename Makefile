@@ -68,8 +68,9 @@ zou-ch3: install
 	  cp $$d/trajectories.png $$d/sequence_000.gif docs/zou-ch3/animations/$$(basename $$d)/ || exit 1; done
 	cp $(ZOU)/zou-ch3.md docs/zou-ch3/
 
-# Zou Tab. 3.5 (docs/zou-ch3-mesh): Z2 and its Linear, CoMA and S2D baselines on two splits of the mesh
-# world, eight runs of 2,000 steps at the small preset, about 25 min on a busy 2-core CPU; finished runs are reused.
+# Zou Tab. 3.5 (docs/zou-ch3-mesh): Z2 and its Linear, CoMA and S2D baselines on two splits of the mesh world
+# (24 subjects x 12 motions), eight runs of 2,000 steps at the small preset, about 25 min on a busy 2-core CPU,
+# plus closed-form ridge references; finished runs are reused.
 ZOUMESH ?= out/zou-ch3-mesh
 zou-ch3-mesh: install
 	$(BIN)/mien reproduce zou-ch3-mesh --preset small --out $(ZOUMESH) --no-progress

@@ -62,8 +62,8 @@ def test_s2d_ignores_the_neutral_mesh_and_lambda_zero_cuts_the_attention_branch(
     for variant, reads in (("proposed", True), ("s2d", False), ("coma", True), ("linear", True)):
         model = build_model({**TINY, "variant": variant})
         model.fit_data(batch)
-        for p in model.decoder.parameters():  # the last decoder layer starts at zero; make it count
-            torch.nn.init.normal_(p, std=0.1)
+        for p in [*model.decoder.parameters(), *getattr(model, "to_id", torch.nn.Identity()).parameters()]:
+            torch.nn.init.normal_(p, std=0.1)  # the last decoder layer and Z2's map to z_id start at zero
         with torch.no_grad():
             changed = not torch.allclose(model.displacements(batch["neutral"], dl), model.displacements(other, dl))
             if variant == "proposed":  # lambda = 0 leaves z = dL_f: Eq. 3.11's branch is cut
@@ -103,3 +103,19 @@ def test_bad_configs_and_data_name_the_fix():
         build_model(TINY, data=object())
     with pytest.raises(ConfigError, match="'neutral'"):
         build_model(TINY).loss({"mesh": torch.zeros(1, 2, 625, 3)})
+
+
+def test_z2_starts_as_s2d_and_its_attention_branch_gets_gradients(sequences):
+    """The map to z_id starts at zero (a named departure): the neutral mesh has no effect at step 0,
+    yet the loss's gradient reaches that map, so the branch can grow."""
+    batch = part(sequences, torch.tensor([0, 6]))  # two subjects (items are subject-major, 6 motions each)
+    model = build_model({**TINY, "variant": "proposed"})
+    model.fit_data(batch)
+    for p in model.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    dl = (batch["landmarks"] - batch["neutral_landmarks"][:, None])[:, :3]
+    other = batch["neutral"] + 2.0
+    with torch.no_grad():
+        assert torch.allclose(model.displacements(batch["neutral"], dl), model.displacements(other, dl))
+    model.loss(batch)["loss"].backward()
+    assert model.to_id.weight.grad.abs().sum() > 0

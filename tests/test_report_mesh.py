@@ -48,3 +48,20 @@ def test_data_show_draws_the_mesh_world(tmp_path, monkeypatch, capsys):
     assert gif.n_frames > 10 and gif.size == (128, 128)
     code, out, err = run_main(monkeypatch, capsys, "data", "show", "mesh_sequences", "--out", tmp_path / "seq.png")
     assert code == 2 and ".gif" in err
+
+
+def test_far_away_and_off_screen_triangles_are_skipped_not_fatal():
+    """A mesh with huge coordinates (an unclipped sample, retargeted) draws what lies in the frame."""
+    far = np.array([[3e300, -3e300, 0.0], [1e30, 1e30, 5.0], [40.0, 40.0, 0.0]])
+    vertices = np.concatenate([SQUARE * 0.5, far])
+    faces = np.concatenate([SQUARE_FACES, [[0, 1, 4], [4, 5, 6], [5, 6, 1]]])
+    colours = np.tile([0.0, 0, 1.0], (7, 1))
+    image = rasterise(vertices, faces, colours, 16, (np.zeros(3), 1.0))
+    assert np.allclose(image[8, 8], [0, 0, 1]) and np.allclose(image[0, 0], [1, 1, 1])  # square kept, rest blank
+    blank = rasterise(SQUARE + [10, 10, 0], SQUARE_FACES, colours[:4], 16, (np.zeros(3), 1.0))
+    assert np.allclose(blank, 1.0)  # wholly off the picture: the background
+    import pytest
+    from mien.errors import DataError
+    assert render_mesh(vertices, faces, size=16).shape == (16, 16, 3)  # framed on the far vertices: no crash
+    with pytest.raises(DataError, match="cannot be framed"):  # an extent that overflows: one line
+        render_mesh(np.array([[-1.7e308, 0, 0], [1.7e308, 1, 0], [0, -1, 0]]), [[0, 1, 2]], size=16)

@@ -8,7 +8,7 @@ import torch
 from mesh_helpers import standin_sequences
 from mien.data.world.mesh import mesh_template
 from mien.errors import ConfigError
-from mien.experiments.zou_ch3_mesh import HeldSequences, ordering, split_masks, vertex_errors
+from mien.experiments.zou_ch3_mesh import HeldSequences, ordering, ridge_errors, split_masks, vertex_errors
 from mien.models import build_model
 from model_helpers import single_thread  # noqa: F401
 
@@ -44,3 +44,20 @@ def test_ordering_says_whether_the_thesis_ranking_holds():
     first, second = text.splitlines()
     assert first.startswith("- expression split: Proposed < S2D") and "holds" in first
     assert second.startswith("- identity split: Linear [29] < CoMA") and "differs" in second
+
+
+def test_ridge_references_recover_a_planted_map_and_read_the_neutral_mesh_only_when_asked():
+    """dM = A dL + c B dL with c the coefficient of one neutral-mesh mode: the PC-reading ridge
+    recovers it on held-out subjects, the dL-only ridge cannot (it misses c B dL)."""
+    g = torch.Generator().manual_seed(0)
+    s, t, v, n = 12, 6, 5, 2
+    c = torch.randn(s, generator=g)
+    neutral = torch.randn(v, 3, generator=g) + c[:, None, None] * torch.randn(v, 3, generator=g)
+    dl = torch.randn(s, t, n, 3, generator=g)
+    a, b = torch.randn(3 * v, 3 * n, generator=g), torch.randn(3 * v, 3 * n, generator=g)
+    dm = (dl.flatten(2) @ a.T + c[:, None, None] * (dl.flatten(2) @ b.T)).reshape(s, t, v, 3)
+    data = HeldSequences({"neutral": neutral, "mesh": neutral[:, None] + dm, "landmarks": dl,
+                          "neutral_landmarks": torch.zeros(s, n, 3)}, template=None)
+    train, test = data.part(torch.arange(s) < 9), data.part(torch.arange(s) >= 9)
+    assert ridge_errors(train, test, components=1, ridge=1e-9).max() < 1e-3
+    assert ridge_errors(train, test, components=0, ridge=1e-9).mean() > 0.1

@@ -2,7 +2,10 @@
 per-vertex error (mm, mean +- std over held-out vertices and frames) of the landmark-guided mesh
 decoder Z2 and its baselines (Linear, CoMA, the S2D decoder without the neutral-mesh attention),
 each trained on the same data and loss, on an expression split (3 motions held out) and an
-identity split (3 subjects held out), plus per-vertex error heat maps of one held-out frame.
+identity split (3 subjects held out), plus per-vertex error heat maps of one held-out frame and
+closed-form references that are no row of the thesis (no displacement; ridge regressions of dM_f
+on dL_f, without and with the neutral mesh's principal components), which show how much of the
+world is linear in dL_f and how much a read-out of M learnt from the training subjects adds.
 
 The sequences are drawn once and held in memory (the world builds them on the fly); every row
 trains through the engine into ``OUT/runs/<split>-<variant>``; a finished run is reused.
@@ -75,6 +78,47 @@ def vertex_errors(model, data: HeldSequences, chunk: int = 4) -> torch.Tensor:
     return torch.cat(out)
 
 
+def _ridge_features(data: HeldSequences, pca) -> torch.Tensor:
+    """[dL_f, p (x) dL_f, 1] per frame (rows S*T), p the neutral mesh's standardised principal
+    components (``pca`` = (mean, basis, sd) of the training neutrals), or [dL_f, 1] (``pca`` None)."""
+    d = data.data
+    dl = (d["landmarks"] - d["neutral_landmarks"][:, None]).flatten(2).double()
+    parts = [dl]
+    if pca is not None:
+        mean, basis, sd = pca
+        p = (d["neutral"].flatten(1).double() - mean) @ basis / sd
+        parts.append((p[:, None, :, None] * dl[:, :, None]).flatten(2))
+    x = torch.cat(parts, 2).flatten(0, 1)
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+
+
+def ridge_errors(train: HeldSequences, test: HeldSequences, components: int = 0, ridge: float = 1e-4) -> torch.Tensor:
+    """Per-vertex errors (S, T, V) in mm of a closed-form reference that no row of Tab. 3.5 is: dM_f
+    linear in dL_f (``components`` 0), or also in dL_f times each of the first ``components``
+    principal components of the neutral mesh (fitted on the training subjects' neutrals), so the
+    only identity information is what a linear read-out of M learns from the training subjects.
+    Least squares with a ridge of ``ridge`` times the mean diagonal of the normal matrix."""
+    pca = None
+    if components:
+        neutral = train.data["neutral"].flatten(1).double()
+        mean = neutral.mean(0)
+        basis = torch.linalg.svd(neutral - mean, full_matrices=False)[2][:components].T
+        pca = (mean, basis, ((neutral - mean) @ basis).std(0).clamp_min(1e-12))
+    x, y = _ridge_features(train, pca), (train.data["mesh"] - train.data["neutral"][:, None]).flatten(2).flatten(0, 1).double()
+    a = x.T @ x
+    w = torch.linalg.solve(a + ridge * a.diagonal().mean() * torch.eye(len(a), dtype=a.dtype), x.T @ y)
+    truth = test.data["mesh"] - test.data["neutral"][:, None]
+    return ((_ridge_features(test, pca) @ w).reshape(truth.shape) - truth).norm(dim=-1).float()
+
+
+def reference_errors(train: HeldSequences, test: HeldSequences, components: int = 6) -> dict:
+    """Mean per-vertex error (mm) of predicting no displacement, of the ridge on dL_f and of the ridge
+    that also reads M through ``components`` principal components (:func:`ridge_errors`)."""
+    none = (test.data["mesh"] - test.data["neutral"][:, None]).norm(dim=-1)
+    return {"no displacement": float(none.mean()), "ridge on dL_f": float(ridge_errors(train, test).mean()),
+            f"ridge on dL_f and {components} PCs of M": float(ridge_errors(train, test, components).mean())}
+
+
 def decoder_seconds(model, data: HeldSequences) -> float:
     """Wall time of decoding one whole sequence (all frames) from its landmarks (§3.9.3 footnote)."""
     b = {k: v[:1] for k, v in data.data.items()}
@@ -137,7 +181,7 @@ def reproduce(config_path, out_dir, overrides: list[str] | None = None, progress
     source = make_dataset(base.data)
     batch = {k: v for k, v in source.batch(range(len(source))).items() if torch.is_tensor(v)}  # the factor table stays out
     data = HeldSequences(batch, source.template, getattr(source, "factors", ()))
-    results, timing = {}, {}
+    results, timing, references = {}, {}, {}
     for split in SPLITS:
         train_mask, test_mask = split_masks(data, split)
         train, test = data.part(train_mask), data.part(test_mask)
@@ -150,8 +194,10 @@ def reproduce(config_path, out_dir, overrides: list[str] | None = None, progress
             results.setdefault(split, {})[variant] = {"mean": float(e.mean()), "std": float(e.std()),
                                                       "test_sequences": len(test), "train_sequences": len(train)}
             timing[variant] = decoder_seconds(models[variant], test)
+        references[split] = reference_errors(train, test)
         _heatmap(models, test, out / "heatmaps" / f"{split}.png")
-    atomic_write_text(out / "results.json", json.dumps({"results": results, "decoder_seconds": timing}, indent=2))
+    atomic_write_text(out / "results.json", json.dumps({"results": results, "references": references,
+                                                        "decoder_seconds": timing}, indent=2))
     frames = data.data["mesh"].shape[1]
     header = (f"## Zou thesis Tab. 3.5 on the mesh world ({Path(str(config_path)).name}, "
               f"{len(data)} sequences of {frames} frames, {data.template.n_vertices} vertices; "
@@ -161,7 +207,11 @@ def reproduce(config_path, out_dir, overrides: list[str] | None = None, progress
               "vertices); compare orderings, not values.\n\n")
     timing_line = ("Decoder time per sequence (all frames, CPU): "
                    + ", ".join(f"{ROWS[v]} {s * 1000:.0f} ms" for v, s in timing.items()) + "\n\n")
+    reference_lines = ("References, not rows of the thesis (closed form, fitted on the same training "
+                       "sequences): " + "; ".join(f"{split} split: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items())
+                                                 for split, r in references.items()) + " mm\n\n")
     pictures = "\n".join(f"**{s} split** (apex of the first held-out sequence)\n\n![{s}](heatmaps/{s}.png)\n"
                          for s in SPLITS)
     return atomic_write_text(out / "zou-ch3-mesh.md",
-                             header + _table(results) + "\n" + ordering(results) + "\n" + timing_line + pictures)
+                             header + _table(results) + "\n" + ordering(results) + "\n" + reference_lines
+                             + timing_line + pictures)

@@ -43,18 +43,32 @@ def frame_of(vertices, margin: float = 0.06) -> tuple[np.ndarray, float]:
     """(centre (3,), half-extent) framing a mesh (V x 3) in a square picture."""
     v = np.asarray(vertices, dtype=np.float64)
     lo, hi = v.min(0), v.max(0)
-    return (lo + hi) / 2, float((hi - lo)[:2].max()) * (0.5 + margin)
+    with np.errstate(over="ignore"):
+        centre, half = (lo + hi) / 2, float((hi - lo)[:2].max()) * (0.5 + margin)
+    if not (np.isfinite(centre).all() and math.isfinite(half) and half > 0):
+        raise DataError(f"a mesh spanning {lo[:2]} to {hi[:2]} cannot be framed; give finite coordinates "
+                        "of a mesh that is not flat in x and y (e.g. sample with --clip-x0)")
+    return centre, half
 
 
 def rasterise(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, size: int,
               frame: tuple[np.ndarray, float], background=(1.0, 1.0, 1.0)) -> np.ndarray:
     """(size, size, 3) picture in [0, 1]: every pixel centre covered by a triangle takes the
-    barycentric mix of its corners' colours from the triangle nearest the camera (+z)."""
+    barycentric mix of its corners' colours from the triangle nearest the camera (+z). Triangles
+    wholly off the picture, or with coordinates that overflow in the frame, are skipped (a mesh
+    with far-away vertices, e.g. an unclipped sample, draws what lies in the frame)."""
     centre, half = frame
-    p = (vertices - centre) / half  # [-1, 1] in x and y
-    px, py, depth = (p[:, 0] + 1) * size / 2, (1 - p[:, 1]) * size / 2, p[:, 2]
-    tri = np.asarray(faces)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = (vertices - centre) / half  # [-1, 1] in x and y
+        px, py, depth = (p[:, 0] + 1) * size / 2, (1 - p[:, 1]) * size / 2, p[:, 2]
+    tri = np.asarray(faces).reshape(-1, 3)
     x, y = px[tri], py[tri]  # F x 3
+    keep = (np.isfinite(x).all(1) & np.isfinite(y).all(1) & np.isfinite(depth[tri]).all(1)
+            & (x.max(1) >= 0) & (x.min(1) <= size) & (y.max(1) >= 0) & (y.min(1) <= size))
+    tri, x, y = tri[keep], x[keep], y[keep]
+    image = np.tile(np.asarray(background, dtype=np.float64), (size * size, 1))
+    if not len(tri):
+        return image.reshape(size, size, 3)
     x0, x1 = np.clip(np.floor(x.min(1) - 0.5), 0, size - 1).astype(int), np.clip(np.ceil(x.max(1) - 0.5), 0, size - 1).astype(int)
     y0, y1 = np.clip(np.floor(y.min(1) - 0.5), 0, size - 1).astype(int), np.clip(np.ceil(y.max(1) - 0.5), 0, size - 1).astype(int)
     w, h = x1 - x0 + 1, y1 - y0 + 1
@@ -63,19 +77,19 @@ def rasterise(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, size
     local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     cx, cy = x0[fid] + local % w[fid] + 0.5, y0[fid] + local // w[fid] + 0.5
     xa, ya = x[fid], y[fid]
-    det = (xa[:, 1] - xa[:, 0]) * (ya[:, 2] - ya[:, 0]) - (xa[:, 2] - xa[:, 0]) * (ya[:, 1] - ya[:, 0])
-    ok = np.abs(det) > 1e-12
-    det = np.where(ok, det, 1.0)
-    l1 = ((cx - xa[:, 0]) * (ya[:, 2] - ya[:, 0]) - (xa[:, 2] - xa[:, 0]) * (cy - ya[:, 0])) / det
-    l2 = ((xa[:, 1] - xa[:, 0]) * (cy - ya[:, 0]) - (cx - xa[:, 0]) * (ya[:, 1] - ya[:, 0])) / det
-    bary = np.stack([1 - l1 - l2, l1, l2], 1)
-    inside = ok & (bary.min(1) >= -1e-9)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing (far) triangles fall out as NaN
+        det = (xa[:, 1] - xa[:, 0]) * (ya[:, 2] - ya[:, 0]) - (xa[:, 2] - xa[:, 0]) * (ya[:, 1] - ya[:, 0])
+        ok = np.isfinite(det) & (np.abs(det) > 1e-12)
+        det = np.where(ok, det, 1.0)
+        l1 = ((cx - xa[:, 0]) * (ya[:, 2] - ya[:, 0]) - (xa[:, 2] - xa[:, 0]) * (cy - ya[:, 0])) / det
+        l2 = ((xa[:, 1] - xa[:, 0]) * (cy - ya[:, 0]) - (cx - xa[:, 0]) * (ya[:, 1] - ya[:, 0])) / det
+        bary = np.stack([1 - l1 - l2, l1, l2], 1)
+        inside = ok & np.isfinite(bary).all(1) & (bary.min(1) >= -1e-9)
     fid, bary, pix = fid[inside], bary[inside], (cy[inside].astype(int) * size + cx[inside].astype(int))
     z = (depth[tri[fid]] * bary).sum(1)
     order = np.lexsort((-z, pix))  # per pixel, nearest first
     pix, fid, bary = pix[order], fid[order], bary[order]
-    first = np.r_[True, pix[1:] != pix[:-1]]
-    image = np.tile(np.asarray(background, dtype=np.float64), (size * size, 1))
+    first = np.r_[True, pix[1:] != pix[:-1]][:len(pix)]
     image[pix[first]] = np.einsum("pk,pkc->pc", bary[first], colours[tri[fid[first]]])
     return image.reshape(size, size, 3)
 

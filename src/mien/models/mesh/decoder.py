@@ -5,7 +5,10 @@ and the baselines of Tab. 3.5 on the same data and loss, one family with a ``var
   features, d = widths[-1]); the landmark displacement dL_f queries them,
   a = softmax(FC(dL_f) F^T / sqrt(d)) F (Eq. 3.11); z_id = Linear(a) has the size 3N of dL_f and
   z = lambda z_id + dL_f with a learnable lambda (initialised to 1); one linear layer and five
-  spiral layers decode dM_f, and M_f = M + dM_f frame by frame.
+  spiral layers decode dM_f, and M_f = M + dM_f frame by frame. Departure (the thesis gives no
+  initialisation): the map to z_id starts at zero, so Z2 starts as the ``s2d`` decoder and the
+  attention branch enters only as far as it lowers the loss (a random map adds a random function
+  of dL_f to z at the start, and training then turned lambda down, from 1 to 0.32).
 - ``s2d``: the same decoder on z = dL_f alone (the Sparse2Dense decoder of Otberdout et al. 2022,
   the thesis's "w/o attention" row: no neutral-mesh conditioning).
 - ``coma``: CoMA (Ranjan et al. 2018): a Chebyshev (K = 6) encoder of M with the hierarchy's
@@ -136,6 +139,7 @@ class MeshDecoder(GenerativeModel):
             self.encoder = MeshEncoder("spiral", hierarchy, 3, widths, **extra)
             self.query = nn.Linear(n3, d)
             self.to_id = nn.Linear(d, n3)
+            nn.init.zeros_(self.to_id.weight), nn.init.zeros_(self.to_id.bias)  # start as s2d (docstring)
             self.lam = nn.Parameter(torch.tensor(1.0))
         elif variant == "coma":
             self.encoder = MeshEncoder("cheb", hierarchy, 3, widths, **extra)
