@@ -80,8 +80,8 @@ zou-ch3-mesh: install
 # Zou ch. 4 (docs/zou-ch4): Tab. 4.1, Fig. 4.6 and the saliency maps of the DVAE, its sigma-VAE baseline and
 # the classifiers C and C_recon, 5-fold stratified CV with an inner 2 x 2 (alpha, sqrt(v)) grid at the small
 # preset (13 runs a fold; many hours on a busy 2-core CPU, finished runs are reused). ZOU4_ARGS adds flags and
-# overrides, e.g. the reduced run in docs/zou-ch4: ZOU4_ARGS='--folds 2 --alphas 1 --sqrt-vs 1 model.K=3
-# model.filters=[8,8,8,16] model.hidden=128 train.max_steps=250 train.lr=2.0e-3'.
+# overrides, e.g. the reduced run in docs/zou-ch4 (about 27 min): ZOU4_ARGS='--folds 2 --alphas 1 --sqrt-vs 1.6
+# model.K=3 model.filters=[8,8,8,16] model.hidden=128 train.max_steps=750 train.lr=2.0e-3'.
 ZOU4 ?= out/zou-ch4
 ZOU4_ARGS ?=
 zou-ch4: install
