@@ -71,6 +71,9 @@ def test_straight_through_gumbel_copies_the_gradient_to_z_e_and_not_to_the_codeb
     model.codebook.data[1:] += 50
     on_code = model.codebook.detach()[0][None, :, None, None].expand(1, 4, 8, 8)
     assert torch.allclose(model.latent_terms(on_code)["z"].view(1, 4, 8, 8), on_code)
+    assert float(model.latent_terms(on_code)["top"]) == pytest.approx(1.0)  # q one-hot on code 0
+    model.codebook.data.zero_()  # every code at the same distance: q uniform, max_k q = 1 / K
+    assert float(model.latent_terms(on_code)["top"]) == pytest.approx(1 / 16)
 
 
 # --- gating (§6.3.1) ------------------------------------------------------------------------------

@@ -301,7 +301,8 @@ class CVQVAE(SemiSupModel):
 
     def latent_terms(self, z_e: torch.Tensor) -> dict:
         """z for the decoder and the per-face terms of q(z|x,y): ``kl`` (entropy KL or Gaussian KL),
-        ``codebook`` and ``commitment`` (0 for a Gaussian z), and the nearest codes ``k``."""
+        ``codebook`` and ``commitment`` (0 for a Gaussian z), the nearest codes ``k`` and ``top``, the
+        mean of max_k q(z_ij = k)."""
         c = self.config
         if c.latent == "gaussian":
             mu, logvar = self.gaussian(z_e)
@@ -317,7 +318,8 @@ class CVQVAE(SemiSupModel):
             kl = entropy_kl(logits)
         codebook, commitment = codebook_terms(z_e, e_star)
         return {"z": straight_through(z_e, z_q).flatten(1), "kl": kl, "codebook": codebook,
-                "commitment": commitment, "k": nearest}
+                "commitment": commitment, "k": nearest,
+                "top": logits.new_ones(()) if c.posterior == "onehot" else logits.detach().softmax(-1).amax(-1).mean()}
 
     def loss(self, batch: dict, step: int = 0) -> dict:
         c = self.config
@@ -341,5 +343,6 @@ class CVQVAE(SemiSupModel):
                "supervised": sup.float().mean()}
         if "k" in terms:
             usage = F.one_hot(terms["k"].flatten(), c.num_codes).float().mean(0)
-            out.update(perplexity=perplexity(usage).detach(), codes_used=(usage > 0).float().mean().detach())
+            out.update(perplexity=perplexity(usage).detach(), codes_used=(usage > 0).float().mean().detach(),
+                       posterior_top=terms["top"])  # the mean of max_k q(z_ij = k): 1 / K flat, 1 one-hot
         return out
