@@ -50,6 +50,8 @@ def test_entropy_kl_equals_kl_to_the_uniform_prior_and_the_posterior_uses_unsqua
     z_e = torch.randn(2, 4, 8, 8)
     dist = torch.cdist(z_e.permute(0, 2, 3, 1).reshape(-1, 4), model.codebook.detach())
     assert torch.allclose(model.code_logits(z_e).reshape(-1, 16), -dist, atol=1e-4)  # -||E - e_k||, not squared
+    scaled = tiny(code_scale=3.0)  # the same codebook (seed 0); logits -s ||E - e_k||
+    assert torch.allclose(scaled.code_logits(z_e).reshape(-1, 16), -3 * dist, atol=1e-4)
 
 
 def test_straight_through_gumbel_copies_the_gradient_to_z_e_and_not_to_the_codebook():
@@ -69,6 +71,9 @@ def test_straight_through_gumbel_copies_the_gradient_to_z_e_and_not_to_the_codeb
     model.codebook.data[1:] += 50
     on_code = model.codebook.detach()[0][None, :, None, None].expand(1, 4, 8, 8)
     assert torch.allclose(model.latent_terms(on_code)["z"].view(1, 4, 8, 8), on_code)
+    assert float(model.latent_terms(on_code)["top"]) == pytest.approx(1.0)  # q one-hot on code 0
+    model.codebook.data.zero_()  # every code at the same distance: q uniform, max_k q = 1 / K
+    assert float(model.latent_terms(on_code)["top"]) == pytest.approx(1 / 16)
 
 
 # --- gating (§6.3.1) ------------------------------------------------------------------------------

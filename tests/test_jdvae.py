@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from typer.testing import CliRunner
 
 from mien.cli import app
-from mien.config import preset_path
+from mien.config import load_yaml, preset_path
 from mien.control.swap import flip, magnitude, swap
 from mien.data.source import DataConfig, make_dataset
 from mien.data.supervision import Supervised, supervision_mask
@@ -142,6 +143,28 @@ def test_ccvae_q_y_given_x_is_the_mean_classifier_probability():
 
 
 # --- the architecture ---------------------------------------------------------------------------------
+
+def test_ccvae_presets_are_joy_et_al_and_ccvae2_is_jdvaes_architecture():
+    """ccvae/* is the thesis's CCVAE row (Joy et al.'s networks, one z_c value, 45 latents, no AdaIN);
+    ccvae2/* CCVAE's structure on JDVAE's AdaIN decoder (Zou §5.4)."""
+    from mien.nn.adain import AdaIN, TokenDecoder
+    from mien.nn.joy import JoyDecoder, JoyEncoder
+
+    joy, jd = (build_model(dict(load_yaml(preset_path(f, "small"))["model"])) for f in ("ccvae", "ccvae2"))
+    assert isinstance(joy.trunk, JoyEncoder) and isinstance(joy.decoder, JoyDecoder)
+    assert not any(isinstance(m, AdaIN) for m in joy.modules()) and not any(isinstance(m, nn.GroupNorm) for m in joy.modules())
+    assert joy.config.zc_dim == 1 and joy.config.zc_dim + joy.config.z_dim == 45
+    assert isinstance(jd.decoder, TokenDecoder) and any(isinstance(m, AdaIN) for m in jd.modules())
+    torch.manual_seed(0)
+    zc, z = torch.randn(2, 1, 1), torch.randn(2, 44)
+    with torch.no_grad():  # the decoder reads z_c: p(x | z_c, z_\\c)
+        x0, x1 = joy.decode_parts({"zc": zc, "z": z}), joy.decode_parts({"zc": zc + 3, "z": z})
+    s = joy.config.image_size
+    assert x0.shape == (2, 3, s, s) and (x0 - x1).abs().mean() > 1e-4
+    with pytest.raises(ConfigError, match="architecture joy has no AdaIN") as e:
+        build_model({"name": "ccvae", **TINY, "architecture": "joy"})
+    assert "\n" not in str(e.value)
+
 
 @pytest.mark.parametrize("extra", [{}, {"tokens": False}, {"adain": False}, {"labels": ["glasses", "beard"]}])
 def test_pa1_decodes_the_same_image_for_any_u_when_y_is_0(extra):

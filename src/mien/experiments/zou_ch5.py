@@ -2,8 +2,8 @@
 glasses) and the two ablations of §5.4 (PA1 without AdaIN, PA1 without tokens), on world faces
 at a chosen preset, scored with true labels by the evaluator (digest C.4-C.5, F).
 
-Rows: CCVAE is the ccvae family on the plain decoder (``model.adain=false``: Joy et al.'s
-architecture, y not an input of the decoder); CCVAE2 the ``ccvae2`` preset (CCVAE's dependency
+Rows: CCVAE is the ``ccvae`` preset (Joy et al.'s own networks, ``architecture: joy``, one z_c
+value per label, y not an input of the decoder); CCVAE2 the ``ccvae2`` preset (CCVAE's dependency
 structure on JDVAE's architecture), run when that preset is shipped. Every run trains through the
 engine into ``OUT/runs/<row>``; a finished run is reused."""
 
@@ -15,7 +15,7 @@ from mien.experiments.label_tables import Row, figures, ordering, score_rows, ta
 from mien.io import atomic_write_text, ensure_writable_dir
 
 ROWS = [
-    Row("CCVAE", "ccvae", ("model.adain=false",)),
+    Row("CCVAE", "ccvae"),
     Row("CCVAE2", "ccvae2"),
     Row("M2", "m2"),
     Row("PA1", "jdvae", ("model.prior=pa1",)),

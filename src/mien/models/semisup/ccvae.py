@@ -21,9 +21,14 @@ As in the reference implementation, log p(z|y) - log q(z|x) enters as the analyt
 
     w (||x - x_hat||^2 / (2N) + beta (KL(q(z|x) || p(z|y)) + log q(y|z_c))) - beta log p(y) - alpha log q(y|x)
 
-On JDVAE's decoder (``adain``, z_c in the place of u, AdaIN styles from z_\\c) this is the thesis's
-CCVAE2 (§5.4: "we adapt the architecture of our model to the conditional dependency structure of
-CCVAE").
+Architectures (``architecture``): ``joy`` is Joy et al.'s own CelebA networks
+(:mod:`mien.nn.joy`: ReLU conv encoder and transposed-conv decoder; ``adain: false``), the
+thesis's CCVAE row of Tab. 5.1 ("we first use the implementation of the authors", §5.4; presets
+``ccvae/*``: one z_c value per label and 45 latent values in all, the authors' default). ``jdvae``
+is JDVAE's trunk and decoder (z_c in the place of u; with ``adain``, AdaIN styles from z_\\c): the
+thesis's CCVAE2 (§5.4: "we adapt the architecture of our model to the conditional dependency
+structure of CCVAE"; presets ``ccvae2/*``), also Tab. 6.2's CCVAE row ("for all methods, the
+architectures of the encoder and of the decoder are similar to those of JDVAE", §6.4).
 """
 
 from __future__ import annotations
@@ -42,17 +47,24 @@ from mien.models.semisup.common import (SemiSupConfig, SemiSupModel, Trunk, batc
                                         split_gaussian)
 from mien.models.vae import kl_normal
 from mien.nn.adain import TokenDecoder
+from mien.nn.joy import JoyDecoder, JoyEncoder
+
+
+ARCHITECTURES = ("joy", "jdvae")
 
 
 @dataclass
 class CCVAEConfig(SemiSupConfig):
     """zc_dim: the size of each label's block of z_c (1 in Joy et al.); classifier_samples: the
-    number of z_c draws estimating q(y|x) (100 in the reference implementation). A hidden label
+    number of z_c draws estimating q(y|x) (100 in the reference implementation); architecture:
+    ``joy`` (Joy et al.'s networks, ``widths`` their channels, ``hidden`` their 256) or ``jdvae``
+    (JDVAE's trunk and decoder, CCVAE2). A hidden label
     is always summed over (``unlabelled: enumerate``), q(y|z_c) being a cheap Bernoulli."""
 
     zc_dim: int = 1
     classifier_samples: int = 100
     unlabelled: str = "enumerate"
+    architecture: str = "jdvae"
 
     def __post_init__(self):
         super().__post_init__()
@@ -60,6 +72,10 @@ class CCVAEConfig(SemiSupConfig):
             raise ConfigError("ccvae sums its bound over a hidden label; drop model.unlabelled or set it to enumerate")
         if self.zc_dim < 1 or self.classifier_samples < 1:
             raise ConfigError("model.zc_dim and model.classifier_samples must be >= 1")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"model.architecture {self.architecture!r} is unknown; choose joy (Joy et al.) or jdvae (CCVAE2)")
+        if self.architecture == "joy" and self.adain:
+            raise ConfigError("model.architecture joy has no AdaIN (Joy et al.'s decoder); set model.adain=false")
 
 
 @register("ccvae", CCVAEConfig)
@@ -72,15 +88,18 @@ class CCVAE(SemiSupModel):
     def __init__(self, config: CCVAEConfig):
         super().__init__(config)
         c, n = config, len(config.labels)
-        self.trunk = Trunk(c)
+        self.trunk = JoyEncoder(c.image_size, c.in_channels, c.widths, c.hidden) if c.architecture == "joy" else Trunk(c)
         self.z_head = nn.Linear(c.hidden, 2 * (n * c.zc_dim + c.z_dim))
         self.classifier_weight = nn.Parameter(torch.randn(n, c.zc_dim) / math.sqrt(c.zc_dim))
         self.classifier_bias = nn.Parameter(torch.zeros(n))
         # p(z_c,l | y_l): loc and pre-softplus scale per label and class (Joy et al.'s CondPrior)
         self.prior_loc = nn.Parameter(torch.stack([-torch.ones(n, c.zc_dim), torch.ones(n, c.zc_dim)], 1))
         self.prior_scale = nn.Parameter(torch.full((n, 2, c.zc_dim), math.log(math.e - 1)))
-        self.decoder = TokenDecoder(c.image_size, c.in_channels, c.widths, n * c.zc_dim, c.z_dim, 0,
-                                    adain=c.adain, blocks=c.blocks)
+        if c.architecture == "joy":
+            self.decoder = JoyDecoder(c.image_size, c.in_channels, c.widths, n * c.zc_dim + c.z_dim, c.hidden)
+        else:
+            self.decoder = TokenDecoder(c.image_size, c.in_channels, c.widths, n * c.zc_dim, c.z_dim, 0,
+                                        adain=c.adain, blocks=c.blocks)
 
     def parts(self):
         return {"zc": (self.n_labels, self.config.zc_dim), "z": (self.config.z_dim,)}
@@ -129,6 +148,8 @@ class CCVAE(SemiSupModel):
         return {"zc": mu_c, "z": mu}
 
     def decode_parts(self, parts: dict) -> torch.Tensor:
+        if self.config.architecture == "joy":
+            return self.decoder(torch.cat([parts["zc"].flatten(1), parts["z"]], 1))
         return self.decoder(parts["zc"].flatten(1), parts["z"])
 
     def sample(self, n: int, cond=None, generator=None) -> dict:

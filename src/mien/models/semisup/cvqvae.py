@@ -32,7 +32,12 @@ entropy term, ``adain: true``); E = C trained in two steps; F = D without AdaIN 
 checkpoint whose C_phi and tokens start this model (copied before step 0), and the engine leaves
 them out of the optimised group for the first ``freeze_steps`` steps (:meth:`phases`).
 
-Departures: C_phi's "single FC layer" is here the trunk's FC layer of ``hidden`` units and a linear
+Departures: ``code_scale`` s multiplies the distances, q(z_ij = k) = softmax_k(-s ||E_ij - e_k||);
+s = 1 is Eq. 6.4, the small presets use s = 8. Eq. 6.4's sharpness depends on the scale of the
+code space, which no term sets (the codebook and commitment terms shrink it, the beta-weighted KL
+flattens q, the reconstruction gradient copied to z_e never sees q): at s = 1 on 32 px faces the
+posterior stays flat (docs/cvqvae/README.md: the top code holds 1 % of q after 300 steps), so the
+sampled codes the decoder trains on are near random. C_phi's "single FC layer" is here the trunk's FC layer of ``hidden`` units and a linear
 head (the backbone of M2 and JDVAE); in a multi-label model mixing the two kinds, every label's c
 has 2 N_c components and a glasses-type one is gated whole by y. Sampling (not done in the
 thesis, digest D.5) draws y ~ p(y), the code indices uniformly and c from Gaussians p(c | y)
@@ -50,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mien.config import NonNegative, NonNegativeInt, PositiveInt, Range
+from mien.config import NonNegative, NonNegativeInt, Positive, PositiveInt, Range
 from mien.errors import ConfigError
 from mien.models.base import Phase, images_of, register
 from mien.models.checkpoint import read_weights
@@ -74,7 +79,7 @@ class CVQVAEConfig(SemiSupConfig):
     labels whose features exist for both values (smile type; the others are glasses type);
     features: false drops c (variants A, B); latent: vq or gaussian (variants D, F, with z_dim =
     S_z); posterior: softmax (Eq. 6.4) or onehot (variant A); commitment: the weight of the
-    commitment term (0.25); pretrained, freeze_steps: two-step training (a variant-D checkpoint; steps C_phi and the tokens
+    commitment term (0.25); code_scale: s of q = softmax(-s ||E - e_k||) (1 = Eq. 6.4); pretrained, freeze_steps: two-step training (a variant-D checkpoint; steps C_phi and the tokens
     stay frozen). temperature, gumbel_hard: the Gumbel-softmax of a hidden label."""
 
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
@@ -88,6 +93,7 @@ class CVQVAEConfig(SemiSupConfig):
     latent: str = "vq"
     posterior: str = "softmax"
     commitment: NonNegative = 0.25
+    code_scale: Positive = 1.0
     pretrained: str | None = None
     freeze_steps: NonNegativeInt = 0
 
@@ -180,10 +186,11 @@ class CVQVAE(SemiSupModel):
 
     # --- E_phi and the codebook ----------------------------------------------------------------------
     def code_logits(self, z_e: torch.Tensor) -> torch.Tensor:
-        """-||E_ij - e_k|| (Eq. 6.4, unsquared) for z_e B x D x N_z x N_z: B x N_z x N_z x K."""
+        """-s ||E_ij - e_k|| (Eq. 6.4, unsquared; s = ``code_scale``, 1 in the thesis) for z_e
+        B x D x N_z x N_z: B x N_z x N_z x K."""
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1])
         d = squared_distances(flat, self.codebook).clamp_min(1e-12).sqrt()
-        return -d.view(z_e.shape[0], self.m, self.m, -1)
+        return -self.config.code_scale * d.view(z_e.shape[0], self.m, self.m, -1)
 
     def lookup(self, onehot: torch.Tensor) -> torch.Tensor:
         """One-hot (or index) maps B x N_z x N_z (x K) -> z_q B x D x N_z x N_z."""
@@ -294,7 +301,8 @@ class CVQVAE(SemiSupModel):
 
     def latent_terms(self, z_e: torch.Tensor) -> dict:
         """z for the decoder and the per-face terms of q(z|x,y): ``kl`` (entropy KL or Gaussian KL),
-        ``codebook`` and ``commitment`` (0 for a Gaussian z), and the nearest codes ``k``."""
+        ``codebook`` and ``commitment`` (0 for a Gaussian z), the nearest codes ``k`` and ``top``, the
+        mean of max_k q(z_ij = k)."""
         c = self.config
         if c.latent == "gaussian":
             mu, logvar = self.gaussian(z_e)
@@ -310,7 +318,8 @@ class CVQVAE(SemiSupModel):
             kl = entropy_kl(logits)
         codebook, commitment = codebook_terms(z_e, e_star)
         return {"z": straight_through(z_e, z_q).flatten(1), "kl": kl, "codebook": codebook,
-                "commitment": commitment, "k": nearest}
+                "commitment": commitment, "k": nearest,
+                "top": logits.new_ones(()) if c.posterior == "onehot" else logits.detach().softmax(-1).amax(-1).mean()}
 
     def loss(self, batch: dict, step: int = 0) -> dict:
         c = self.config
@@ -334,5 +343,6 @@ class CVQVAE(SemiSupModel):
                "supervised": sup.float().mean()}
         if "k" in terms:
             usage = F.one_hot(terms["k"].flatten(), c.num_codes).float().mean(0)
-            out.update(perplexity=perplexity(usage).detach(), codes_used=(usage > 0).float().mean().detach())
+            out.update(perplexity=perplexity(usage).detach(), codes_used=(usage > 0).float().mean().detach(),
+                       posterior_top=terms["top"])  # the mean of max_k q(z_ij = k): 1 / K flat, 1 one-hot
         return out
