@@ -185,8 +185,7 @@ def traverse(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
 
 
 def _magnitude(ckpt, feature, span, label, predicted, steps, index, image, align, seed, out):
-    from mien.cli.swap import face
-    from mien.control.swap import feature_part, label_index, magnitude
+    from mien.control.swap import face_and_labels, feature_part, label_index, magnitude
     from mien.errors import ConfigError
     from mien.report.grid import save_grid
 
@@ -197,7 +196,7 @@ def _magnitude(ckpt, feature, span, label, predicted, steps, index, image, align
     model = _load(ckpt)
     feature_part(model, feature)
     l = label_index(model, label)
-    x, y = face(str(image) if image is not None else str(index), ckpt, seed, model.config.image_size,
+    x, y = face_and_labels(str(image) if image is not None else str(index), ckpt, seed, model.config.image_size,
                 model.config.labels, align)
     lambdas = torch.linspace(lo, hi, steps).tolist()
     images = magnitude(model, x, lambdas, l, None if predicted else y)[:, 0]

@@ -10,24 +10,6 @@ import typer
 from mien.cli.options import NON_NEGATIVE_INT, option, output
 
 
-def face(spec: str, ckpt: Path, seed: int, size: int, labels: list[str], align: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``spec`` as (1 x 3 x S x S image, its true labels 1 x L or None): a world face by index
-    (labels from the world), or an image file (no labels: the model predicts them)."""
-    from mien.data.photo import load_face
-    from mien.errors import ConfigError
-    from mien.models.checkpoint import training_world
-
-    if spec.isdigit():
-        batch = training_world(ckpt, int(spec) + 1, seed, size).batch([int(spec)])
-        missing = [n for n in labels if n not in batch["factors"]]
-        if missing:
-            raise ConfigError(f"the checkpoint's world has no label {missing[0]!r}; retrain with data.labels=[{missing[0]}]")
-        return batch["image"], torch.stack([batch["factors"][n].float() for n in labels], 1)
-    if not Path(spec).is_file():
-        raise ConfigError(f"{spec!r} is neither a world face index nor an image file; pass e.g. 3 or face.png")
-    return load_face(Path(spec), size, align=align)["image"][None], None
-
-
 def swap(ckpt: Path = typer.Argument(..., help="Checkpoint folder of an m2, ccvae, jdvae or cvqvae run."),
          a: str = typer.Option("0", help="First face: a world face index or an image file."),
          b: str = typer.Option("1", help="Second face (the other value of the label): an index or an image file."),
@@ -39,13 +21,13 @@ def swap(ckpt: Path = typer.Argument(..., help="Checkpoint folder of an m2, ccva
          out: Path = output(Path("swap.png"), help="PNG grid to write.", folder=False)):
     """Rows a and b: input, reconstruction, and the face with the other's label and features."""
     import mien
-    from mien.control.swap import label_index, swap as swap_pair
+    from mien.control.swap import face_and_labels, label_index, swap as swap_pair
     from mien.report.grid import save_grid
 
     model = mien.load(ckpt)
     l = label_index(model, label)
     name, size = model.config.labels[l], model.config.image_size
-    (xa, ya), (xb, yb) = (face(s, ckpt, seed, size, model.config.labels, align) for s in (a, b))
+    (xa, ya), (xb, yb) = (face_and_labels(s, ckpt, seed, size, model.config.labels, align) for s in (a, b))
     if predicted:
         ya = yb = None
     with torch.no_grad():

@@ -19,6 +19,8 @@ Each takes images (B x C x H x W) and works pair by pair (row i of ``a`` with ro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from mien.data.world.labels import LABEL_FEATURES, renderable, swapped_factors
@@ -58,6 +60,23 @@ def labels_of(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Te
     if y.shape != (len(x), model.n_labels):
         raise ConfigError(f"labels must be B x {model.n_labels} (one 0/1 per label and face), got {tuple(y.shape)}")
     return y
+
+
+def face_and_labels(spec: str, ckpt, seed: int, size: int, labels: list[str], align: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``spec`` as (1 x 3 x S x S image, its true labels 1 x L or None): a world face by index
+    (labels from the world), or an image file (no labels: the model predicts them)."""
+    from mien.data.photo import load_face
+    from mien.models.checkpoint import training_world
+
+    if spec.isdigit():
+        batch = training_world(ckpt, int(spec) + 1, seed, size).batch([int(spec)])
+        missing = [n for n in labels if n not in batch["factors"]]
+        if missing:
+            raise ConfigError(f"the checkpoint's world has no label {missing[0]!r}; retrain with data.labels=[{missing[0]}]")
+        return batch["image"], torch.stack([batch["factors"][n].float() for n in labels], 1)
+    if not Path(spec).is_file():
+        raise ConfigError(f"{spec!r} is neither a world face index nor an image file; pass e.g. 3 or face.png")
+    return load_face(Path(spec), size, align=align)["image"][None], None
 
 
 def _encode(model, x, y):
