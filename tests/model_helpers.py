@@ -20,13 +20,6 @@ from mien.models import build_model
 SMALL = {"image_size": 32, "widths": [8, 16, 32], "blocks": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread per test process (the suite runs with -n 2 on 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 import torch
-from model_helpers import SMALL, single_thread  # noqa: F401
+from model_helpers import SMALL
 
 from safetensors.torch import save_file
 

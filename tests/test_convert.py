@@ -15,7 +15,6 @@ import torch.nn.functional as F
 import mien
 from mien.errors import DataError
 from mien.models.stylegan import convert
-from model_helpers import single_thread  # noqa: F401
 
 SIZE, STYLE, N_MLP, LR_MLP = 16, 8, 2, 0.01
 CHANNELS = {4: 16, 8: 12, 16: 8}  # a small channel table (rosinality's is 512 up to 32 px)

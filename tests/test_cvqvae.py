@@ -18,7 +18,7 @@ from mien.models.base import Phase
 from mien.models.checkpoint import read_weights
 from mien.models.semisup.cvqvae import entropy_kl, gate_features
 from mien.train import fit, load_run_config
-from model_helpers import mien_main, single_thread, world_pool  # noqa: F401 (fixtures)
+from model_helpers import mien_main, world_pool  # noqa: F401 (fixtures)
 
 TINY = {"image_size": 32, "widths": [8, 16, 32], "encoder_widths": [8, 16], "blocks": 0, "hidden": 32,
         "num_codes": 16, "code_dim": 4, "feature_dim": 4}
@@ -150,7 +150,7 @@ def test_two_step_training_starts_from_variant_d_and_keeps_exactly_c_phi_and_the
 
 # --- training ------------------------------------------------------------------------------------
 
-def test_a_tiny_model_trains_and_lowers_its_loss(single_thread):
+def test_a_tiny_model_trains_and_lowers_its_loss():
     model = tiny().train()
     batch = faces(16, supervised=False)
     batch["supervised"][:4] = True

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dvae_helpers import grid_template, planted_meshes
-from model_helpers import mien_main, single_thread  # noqa: F401 (fixtures)
+from model_helpers import mien_main  # noqa: F401 (fixtures)
 from mien.errors import ConfigError
 from mien.experiments.zou_ch4 import stratified_folds, stratified_split
 from mien.models.mesh_dvae import DVAE, DVAEConfig, MeshClassifier, MeshClassifierConfig
@@ -108,7 +108,7 @@ def test_missing_data_training_keeps_the_full_mesh_as_target(monkeypatch):
     assert zeroed.any(1).float().mean() > 0.7 and zeroed.float().mean() < 0.45
 
 
-def test_label_flip_changes_the_independent_classifiers_prediction(single_thread):
+def test_label_flip_changes_the_independent_classifiers_prediction():
     """Trained on planted data (class 1 = a bump), C calls the sex-changed reconstructions the other class
     and the sex-preserved ones the same class (OSRSR, SSRSR of Tab. 4.1)."""
     meshes, y = planted_meshes(TEMPLATE, 96, effect=8.0)

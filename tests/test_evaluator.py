@@ -14,7 +14,6 @@ from mien.evaluator.weights import SHIPPED, world_fingerprint
 from mien.metrics.heldout import evaluator_scores, sequence_scores
 from mien.models import checkpoint
 from mien.train import fit, run_config
-from model_helpers import single_thread  # noqa: F401
 
 FRESH_SEED = 4242  # neither the training seed nor the held-out seed recorded in meta.json
 

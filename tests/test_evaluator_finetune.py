@@ -8,7 +8,6 @@ import torch
 from torch.utils.data import default_collate
 from typer.testing import CliRunner
 
-from model_helpers import single_thread  # noqa: F401  (one thread per test process)
 from data_layouts import make_affectnet, make_celeba, make_fer
 from mien.cli import app
 from mien.data.folder import FolderDataset

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import mien_cli, single_thread  # noqa: F401 (one thread per test process)
+from model_helpers import mien_cli  # noqa: F401 (fixtures)
 from safetensors.torch import load_file
 
 import mien

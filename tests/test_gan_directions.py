@@ -10,7 +10,6 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from model_helpers import single_thread  # noqa: F401 (one thread per test process)
 from PIL import Image
 
 from mien.control import gan_directions as gd

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from model_helpers import run_main, single_thread  # noqa: F401 (one thread per test process)
+from model_helpers import run_main  # noqa: F401 (fixtures)
 from PIL import Image
 
 import mien

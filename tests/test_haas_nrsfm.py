@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from model_helpers import mien_main, single_thread  # noqa: F401  (fixtures)
+from model_helpers import mien_main  # noqa: F401 (fixtures)
 
 from mien.control.nrsfm import RankOneNRSfM, planted_sequence
 from mien.control.nrsfm import editors as ed
@@ -33,7 +33,7 @@ def planted_phi():
     return {"phi": phi, "codes": codes, "landmarks": data["landmarks2d"].float(), "nrsfm": nrsfm}
 
 
-def test_phi_learns_the_landmarks_without_q_targets(planted_phi, single_thread):
+def test_phi_learns_the_landmarks_without_q_targets(planted_phi):
     """Eq. 12 alone trains phi: its landmark loss falls far below the spread of the landmarks, and
     the loss reported equals landmark_loss(R(phi(c)), X) recomputed."""
     phi, c, X = planted_phi["phi"], planted_phi["codes"], planted_phi["landmarks"]
@@ -119,7 +119,7 @@ def test_transfer_turn_and_conditional_sampling(planted_phi):
         phi(torch.zeros(2, 9))  # codes of another size
 
 
-def test_fit_store_and_edit_through_the_cli(mien_main, tmp_path, single_thread):
+def test_fit_store_and_edit_through_the_cli(mien_main, tmp_path):
     """`mien control nrsfm fit` on the zoo GAN writes safetensors + json; the stored phi gives the
     same q; `edit` writes a grid; NaN yaw, a GAN of another latent size and a missing model give one
     line and exit 2."""
@@ -160,7 +160,7 @@ def test_fit_store_and_edit_through_the_cli(mien_main, tmp_path, single_thread):
     assert code == 2 and "no NRSfM model" in cap.err
 
 
-def test_reproduce_haas_nrsfm_tiny(mien_main, tmp_path, single_thread):
+def test_reproduce_haas_nrsfm_tiny(mien_main, tmp_path):
     out = tmp_path / "hn"
     code, cap = mien_main("reproduce", "haas-nrsfm", "--preset", "tiny", "--out", str(out))
     assert code == 0, cap.err
@@ -175,7 +175,7 @@ def test_reproduce_haas_nrsfm_tiny(mien_main, tmp_path, single_thread):
     assert "P-III Table 1" in cap.out and (out / "nrsfm" / "nrsfm.json").is_file()
 
 
-def test_identity_and_lpips_terms_vanish_at_the_start_and_are_differentiable(single_thread):
+def test_identity_and_lpips_terms_vanish_at_the_start_and_are_differentiable():
     """D(G(w0), G(w0)) = 0 for both terms of Eq. 15, D > 0 for other faces, and the gradient reaches w."""
     import mien
     from mien.control.nrsfm.gan import generated_faces, renderer

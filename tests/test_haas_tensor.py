@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from model_helpers import mien_main, single_thread  # noqa: F401 (fixtures)
+from model_helpers import mien_main  # noqa: F401 (fixtures)
 
 from mien.control import gan_invert
 from mien.control.tensor_edit import impute
@@ -113,7 +113,7 @@ def _codes_folder(path, n, shape, nan_cell=None):
     return gan_invert.save_inversion(result, path, {"method": "test"})
 
 
-def test_control_tensor_fit_and_transfer_and_their_bad_inputs(tmp_path, mien_main, single_thread):
+def test_control_tensor_fit_and_transfer_and_their_bad_inputs(tmp_path, mien_main):
     grid = ["--persons", "3", "--emotions", "happy", "--intensities", "0.5,1", "--no-progress"]
     n = len(GridSpec(layout="p1", **TINY).dataset(32))
     holed = _codes_folder(tmp_path / "holed", n, (8, 128), nan_cell=4)
@@ -136,7 +136,7 @@ def test_control_tensor_fit_and_transfer_and_their_bad_inputs(tmp_path, mien_mai
     assert code == 2 and "latents" in out.err and len(out.err.strip().splitlines()) == 1
 
 
-def test_reproduce_haas_tensor_tiny_writes_the_tables(tmp_path, mien_main, single_thread):
+def test_reproduce_haas_tensor_tiny_writes_the_tables(tmp_path, mien_main):
     code, out = mien_main("reproduce", "haas-tensor", "--preset", "tiny", "--out", tmp_path, "--no-progress")
     assert code == 0, out.err
     text = (tmp_path / "haas-tensor.md").read_text()

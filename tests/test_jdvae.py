@@ -28,7 +28,7 @@ from mien.models import build_model
 from mien.models.semisup.common import entropy, kl_gaussians, label_log_likelihood, log_uniform_prior
 from mien.metrics.swap import bca
 from mien.train import fit, load_run_config
-from model_helpers import single_thread, world_pool  # noqa: F401 (fixture)
+from model_helpers import world_pool
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = {"image_size": 32, "widths": [8, 16, 32], "blocks": 0, "z_dim": 8, "hidden": 32}

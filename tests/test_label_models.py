@@ -22,7 +22,7 @@ from mien.evaluator.network import ATTRIBUTES
 from mien.metrics.swap import classify, exact_swap_distances
 from mien.models import build_model
 from mien.train import fit, load_run_config
-from model_helpers import mien_main, single_thread  # noqa: F401 (fixtures)
+from model_helpers import mien_main  # noqa: F401 (fixtures)
 
 FRONTAL = {"pitch": 0.0, "roll": 0.0}
 

@@ -10,7 +10,6 @@ from PIL import Image
 pytest.importorskip("mediapipe")
 data = pytest.importorskip("skimage.data")
 
-from model_helpers import single_thread  # noqa: F401  (one thread per test process)
 from data_layouts import world  # noqa: E402
 from mien.data.landmarks import MESH_TO_IBUG, FaceFinder, nme  # noqa: E402
 from mien.data.photo import load_face  # noqa: E402

@@ -11,7 +11,6 @@ from mien.data.world.mesh import mesh_template
 from mien.errors import ConfigError
 from mien.models import build_model
 from mien.models.mesh.decoder import s2d_loss
-from model_helpers import single_thread  # noqa: F401
 
 TINY = {"name": "meshdecoder", "widths": [8, 16, 16, 32, 32], "frames": 4, "latent": 8, "hidden": 64}
 

@@ -9,7 +9,6 @@ import torch
 
 from mesh_helpers import grid_mesh, icosphere
 from mien.nn.mesh import ChebConv, Pool, SpiralConv, scaled_laplacian, spiral_indices
-from model_helpers import single_thread  # noqa: F401
 
 MESHES = {"closed": icosphere(1), "open": grid_mesh(6)}
 

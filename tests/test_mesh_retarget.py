@@ -12,7 +12,7 @@ from mien.data.world.mesh import MM_PER_UNIT, mesh_template
 from mien.data.world.mesh_data import MeshSequenceDataset
 from mien.models import build_model
 from mien.report.mesh_sequences import write_mesh_sequences
-from model_helpers import run_main, single_thread  # noqa: F401
+from model_helpers import run_main  # noqa: F401 (fixtures)
 
 TINY = {"name": "meshdecoder", "variant": "s2d", "widths": [4, 4, 4, 4, 4]}
 

@@ -8,7 +8,7 @@ from mien.data.folder import export_samples
 from mien.data.world import WorldDataset
 from mien.models import build_model
 from mien.models import checkpoint
-from model_helpers import run_main, single_thread  # noqa: F401
+from model_helpers import run_main  # noqa: F401 (fixtures)
 
 
 class Result:

@@ -8,7 +8,6 @@ import torch
 from mien.errors import DataError
 from mien.metrics.fid import fid_from_features, frechet_distance, kid_from_features
 from mien.metrics.pr import precision_recall, precision_recall_per_class
-from model_helpers import single_thread  # noqa: F401
 
 
 def _spd(d, seed):

@@ -10,7 +10,6 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from mien.data.world import WorldDataset
 from mien.errors import DataError
 from mien.metrics.image import PSNR_CAP, csim_mien, landmark_nme, lpips_mien, psnr, ssim
-from model_helpers import single_thread  # noqa: F401
 
 
 @functools.lru_cache(maxsize=None)

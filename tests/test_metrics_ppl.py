@@ -13,7 +13,6 @@ from model_helpers import mien_main  # noqa: F401 (fixture)
 from mien.errors import ConfigError, DataError
 from mien.metrics import ppl
 from mien.models import build_model, checkpoint
-from model_helpers import single_thread  # noqa: F401
 
 D = 6
 

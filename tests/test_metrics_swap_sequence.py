@@ -10,7 +10,6 @@ from mien.data.world import WorldDataset, WorldSequenceDataset, pad_sequences
 from mien.errors import ConfigError, DataError
 from mien.metrics.sequence import landmark_error, sequence_accuracy, sequence_fd
 from mien.metrics.swap import bca, cfd, sr_minus, sr_plus, swap_scores
-from model_helpers import single_thread  # noqa: F401
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,7 +7,7 @@ import torch
 from mien.errors import ConfigError
 from mien.models import build_model
 from mien.models.arvae import attribute_regularisation
-from model_helpers import SMALL, single_thread, train, world_pool  # noqa: F401
+from model_helpers import SMALL, train, world_pool
 
 try:
     from scipy.stats import spearmanr

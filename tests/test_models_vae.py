@@ -10,7 +10,7 @@ import torch
 from mien.errors import ConfigError
 from mien.models import build_model, families
 from mien.models.vae import kl_normal, permute_dims, tc_mws
-from model_helpers import SMALL, mean_of, reconstruction_vs_mean, single_thread, train, world_pool  # noqa: F401
+from model_helpers import SMALL, mean_of, reconstruction_vs_mean, train, world_pool
 
 TRAINED = {
     "ae": {},

@@ -6,7 +6,7 @@ import torch
 
 from mien.errors import ConfigError
 from mien.models import build_model
-from model_helpers import SMALL, mean_of, reconstruction_vs_mean, single_thread, train, world_pool  # noqa: F401
+from model_helpers import SMALL, mean_of, reconstruction_vs_mean, train, world_pool
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.99])

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from model_helpers import single_thread  # noqa: F401  (one thread per test process)
 from data_layouts import CELEBA_ATTRS, celeba_attrs, make_affectnet, make_celeba, make_fer, make_ffhq
 from mien.cli import app
 from mien.config import preset_path

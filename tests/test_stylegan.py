@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from model_helpers import single_thread, world_pool  # noqa: F401 (fixture)
+from model_helpers import world_pool
 from safetensors.torch import load_file
 
 import mien

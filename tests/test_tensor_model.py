@@ -6,7 +6,6 @@ import pytest
 import tensorly as tl
 import torch
 
-from model_helpers import single_thread  # noqa: F401 (fixture)
 
 from mien.control.multilinear import fold, hooi, hosvd, mode_product, reconstruct, truncation_bound, unfold
 from mien.control.tensor_model import TensorModel, apathy_point, planted_tensor

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from model_helpers import single_thread  # noqa: F401  (one thread per test process)
 from mien.cli import app
 from mien.data.folder import FolderDataset, export_samples
 from mien.data.world import WorldDataset

@@ -10,7 +10,6 @@ from mien.data.world.mesh import mesh_template
 from mien.errors import ConfigError
 from mien.experiments.zou_ch3_mesh import HeldSequences, ordering, ridge_errors, split_masks, vertex_errors
 from mien.models import build_model
-from model_helpers import single_thread  # noqa: F401
 
 
 def held(subjects=5, motions=4):
