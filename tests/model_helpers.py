@@ -20,8 +20,6 @@ from mien.models import build_model
 SMALL = {"image_size": 32, "widths": [8, 16, 32], "blocks": 0}
 
 
-
-
 @functools.lru_cache(maxsize=None)
 def world_pool(n: int = 512, seed: int = 0, **fixed) -> dict:
     """``n`` frontal-ish world faces (pitch = roll = 0 plus ``fixed``) as one batch dict."""
