@@ -125,13 +125,13 @@ def scaled_laplacian(faces, n_vertices: int) -> torch.Tensor:
     values = -scale[rows] * scale[cols]
     index = torch.as_tensor(np.stack([rows, cols]), dtype=torch.long)
     return torch.sparse_coo_tensor(index, torch.as_tensor(values, dtype=torch.float32),
-                                   (n_vertices, n_vertices)).coalesce()
+                                   (n_vertices, n_vertices), check_invariants=False).coalesce()
 
 
 def sparse_apply(index: torch.Tensor, values: torch.Tensor, shape: tuple, x: torch.Tensor) -> torch.Tensor:
     """(M x)[b] for a sparse M (coalesced COO ``index`` (2, nnz), ``values``, ``shape``) and x of
     shape (B, V_in, C): one sparse-dense product over the B * C columns."""
-    m = torch.sparse_coo_tensor(index, values.to(x.dtype), shape, is_coalesced=True)
+    m = torch.sparse_coo_tensor(index, values.to(x.dtype), shape, is_coalesced=True, check_invariants=False)
     b, v, c = x.shape
     return torch.sparse.mm(m, x.transpose(0, 1).reshape(v, b * c)).reshape(shape[0], b, c).transpose(0, 1)
 

@@ -31,7 +31,8 @@ MESH_SIZES = tuple(mesh_surface.GRID)
 def sparse_matrix(rows, cols, vals, shape) -> torch.Tensor:
     """A coalesced sparse COO float32 matrix from (rows, cols, values)."""
     idx = torch.tensor(np.stack([rows, cols]), dtype=torch.long)
-    return torch.sparse_coo_tensor(idx, torch.tensor(vals, dtype=torch.float32), shape).coalesce()
+    return torch.sparse_coo_tensor(idx, torch.tensor(vals, dtype=torch.float32), shape,
+                                   check_invariants=False).coalesce()  # our indices; no torch warning
 
 
 @dataclass

@@ -135,7 +135,8 @@ def vertex_normals(vertices: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
     a, b, c = (vertices[..., f[:, k], :] for k in range(3))
     fn = torch.linalg.cross(b - a, c - a)  # ... x F x 3
     incidence = torch.sparse_coo_tensor(torch.stack([f.reshape(-1), torch.arange(f.numel()) // 3]),
-                                        torch.ones(f.numel(), dtype=fn.dtype), (vertices.shape[-2], len(f)))
+                                        torch.ones(f.numel(), dtype=fn.dtype), (vertices.shape[-2], len(f)),
+                                        check_invariants=False)
     flat = fn.movedim(-2, 0).reshape(len(f), -1)  # F x (... 3)
     n = (incidence @ flat).reshape(vertices.shape[-2], *fn.shape[:-2], 3).movedim(0, -2)
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
