@@ -34,6 +34,12 @@ def _reason(path: Path, e: OSError) -> str:
     return f"cannot write {path} ({e.strerror or e}); choose another --out"
 
 
+def cache_dir(name: str) -> Path:
+    """mien's cache folder ``name`` (world renders, mesh hierarchies): ``$MIEN_CACHE/<name>``, by
+    default ``~/.cache/mien/<name>``. Everything in it can be deleted; it is rebuilt on use."""
+    return Path(os.environ.get("MIEN_CACHE") or Path.home() / ".cache" / "mien") / name
+
+
 def ensure_writable_dir(path) -> Path:
     """Create folder ``path`` (and its parents) and check that files can be written in it."""
     path = Path(path)

@@ -11,7 +11,6 @@ centroid distance (then the projection is clipped into the triangle), not by an 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,12 @@ import numpy as np
 from mien.data.meshio import check_mesh
 from mien.data.world.mesh import MeshHierarchy, sparse_matrix
 from mien.errors import DataError
-from mien.io import atomic_write_with, ensure_writable_dir
+from mien.io import atomic_write_with, cache_dir, ensure_writable_dir
 
 
-def cache_dir() -> Path:
+def hierarchy_dir() -> Path:
     """Where built hierarchies are kept: $MIEN_CACHE/mesh_hierarchies (default ~/.cache/mien)."""
-    return Path(os.environ.get("MIEN_CACHE", Path.home() / ".cache" / "mien")) / "mesh_hierarchies"
+    return cache_dir("mesh_hierarchies")
 
 
 def _project_bary(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
@@ -62,7 +61,7 @@ def decimated_hierarchy(vertices, faces, levels: int = 4, factor: int = 4, cache
     read from the cache when this mesh was seen before."""
     v, f = np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)
     check_mesh(v, f, "the reference mesh")
-    path = (cache or cache_dir()) / f"hierarchy_{fingerprint(v, f, levels, factor)}.npz"
+    path = (cache or hierarchy_dir()) / f"hierarchy_{fingerprint(v, f, levels, factor)}.npz"
     if path.is_file():
         return _load(path)
     import fast_simplification

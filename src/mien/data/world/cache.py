@@ -33,7 +33,7 @@ import torch
 
 from mien.data.world import geometry, render, sdf
 from mien.errors import DataError, OutputError
-from mien.io import ensure_writable_dir
+from mien.io import cache_dir, ensure_writable_dir
 
 CHUNK = 256  # faces rendered per call while building
 N_LANDMARKS = geometry.N_LANDMARKS
@@ -42,8 +42,7 @@ _FIX = "set MIEN_CACHE to a writable folder with room, or data.cache=false to re
 
 def cache_root() -> Path:
     """``$MIEN_CACHE/world``, or ``~/.cache/mien/world``."""
-    base = os.environ.get("MIEN_CACHE") or Path.home() / ".cache" / "mien"
-    return Path(base) / "world"
+    return cache_dir("world")
 
 
 def quantise(image: torch.Tensor) -> torch.Tensor:
