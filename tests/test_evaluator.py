@@ -43,7 +43,7 @@ def test_shipped_32px_evaluator_is_usable():
 @pytest.mark.parametrize("size", [32, 64])
 def test_shipped_meta_records_world_seed_and_heldout_scores(size):
     meta = load_evaluator(size).meta
-    assert meta["model"] == "evaluator" and meta["recipe"]["size"] == size
+    assert meta["model"] == "evaluator" and meta["recipe"]["data"]["size"] == size
     assert checkpoint.read_config(SHIPPED / f"evaluator_{size}")["data"]["size"] == size
     assert meta["world_fingerprint"] == world_fingerprint(size), "the world changed: retrain the evaluators"
     assert {"expression_acc", "attribute_acc", "landmark_nme", "identity_auc"} <= set(meta["heldout"])

@@ -179,6 +179,30 @@ def test_correlated_design_couples_factors_and_keeps_marginals():
     assert abs(corr["glasses"].float().mean() - 0.3) < 0.03 and abs(corr["age"].mean() - 0.5) < 0.03
 
 
+def test_weights_replace_a_discrete_marginal_and_leave_other_factors_alone():
+    n = 6000
+    weighted = WorldDataset(n, 32, 0, weights={"expression": {"happy": 0.5}, "glasses": {"yes": 0.8}}).draw(range(n))
+    plain = WorldDataset(n, 32, 0).draw(range(n))
+    share = torch.bincount(weighted["expression"], minlength=len(EXPRESSIONS)).double() / n
+    others = (1 - 0.5) / (len(EXPRESSIONS) - 1)  # unnamed values share the rest equally
+    expected = torch.full((len(EXPRESSIONS),), others, dtype=torch.float64)
+    expected[EXPRESSIONS.index("happy")] = 0.5
+    assert (share - expected).abs().max() < 0.02
+    assert abs(weighted["glasses"].float().mean() - 0.8) < 0.02
+    assert torch.equal(weighted["yaw"], plain["yaw"]) and torch.equal(weighted["sex"], plain["sex"])
+
+
+def test_lens_tint_darkens_the_lenses_only_with_glasses():
+    base = {"expression": "neutral", "glasses": 1, "glasses_shape": 0}
+    _, clear = faces(4, 64, glasses_tint=0.0, **base)
+    _, dark = faces(4, 64, glasses_tint=1.0, **base)
+    eyes = lambda img: img[..., 20:34, 16:48].mean(dim=(1, 2, 3))  # noqa: E731
+    assert (eyes(dark["image"]) < eyes(clear["image"]) - 0.05).all()
+    _, bare_clear = faces(4, 64, expression="neutral", glasses=0, glasses_tint=0.0)
+    _, bare_dark = faces(4, 64, expression="neutral", glasses=0, glasses_tint=1.0)
+    assert torch.equal(bare_clear["image"], bare_dark["image"])
+
+
 def test_aux_points_are_a_linear_function_of_landmarks():
     ds = WorldDataset(8, 32, 0)
     f = ds.draw(range(8))
@@ -195,6 +219,11 @@ def test_aux_points_are_a_linear_function_of_landmarks():
     ({"fixed": {"smile": 1}}, "unknown world factor"),
     ({"fixed": {"expression": "joy"}}, "has no value"),
     ({"ranges": {"yaw": (-90, 10)}}, "must lie inside"),
+    ({"weights": {"yaw": {"0": 0.5}}}, "discrete factor"),
+    ({"weights": {"expression": {"joy": 0.5}}}, "has no value"),
+    ({"weights": {"expression": {"happy": 0.7, "sad": 0.6}}}, "summing to at most 1"),
+    ({"weights": {"glasses": {"yes": 0.5, "no": 0.4}}}, "exactly 1"),
+    ({"weights": {"glasses": {"yes": "many"}}}, "not a number"),
     ({"design": "correlated", "correlations": {("age", "glasses"): 0.99, ("age", "beard"): 0.99,
                                                ("glasses", "beard"): -0.99}}, "valid correlation"),
     ({"design": "factorial", "n": 10**6}, "not possible"),

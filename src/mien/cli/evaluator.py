@@ -51,7 +51,8 @@ def train(size: int = option(64, POSITIVE_INT, help="Image size in pixels (32, 6
           progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar.")):
     """Train the image evaluator on world faces (a mien checkpoint folder with held-out scores).
     The shipped 64-px weights: `--steps 4000 --sex-weight 1 --out A`, then
-    `--steps 1200 --seed 1 --lr 5e-4 --init A`. With --data, fine-tune it on real faces."""
+    `--steps 1200 --seed 1 --lr 5e-4 --init A --out B`, then `--steps 600 --seed 2 --lr 5e-4 --init B`
+    (the world with tinted lenses). With --data, fine-tune it on real faces."""
     from mien.evaluator.recipes import evaluator_recipe, finetune_recipe
     from mien.metrics.heldout import data_scores, evaluator_scores
 

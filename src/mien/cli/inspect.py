@@ -204,6 +204,23 @@ def _magnitude(ckpt, feature, span, label, predicted, steps, index, image, align
     typer.echo(f"wrote {out}")
 
 
+def _feature_path(ckpt, feature, label, predicted, a, b, steps, seed, out):
+    from mien.control.swap import face_and_labels, feature_part, interpolate_features, label_index
+    from mien.report.grid import save_grid
+
+    model = _load(ckpt)
+    feature_part(model, feature)
+    l = label_index(model, label)
+    (xa, ya), (xb, yb) = (face_and_labels(str(i), ckpt, seed, model.config.image_size, model.config.labels, True)
+                          for i in (a, b))
+    alphas = torch.linspace(0, 1, steps).tolist()
+    with torch.no_grad():
+        images = interpolate_features(model, xa, xb, alphas, l, *((None, None) if predicted else (ya, yb)))[:, 0]
+    save_grid(torch.cat([xa, images, xb]), out, nrow=steps + 2, scale=2,
+              labels=["a", *(f"alpha={v:.2f}" for v in alphas), "b"])
+    typer.echo(f"wrote {out}")
+
+
 def interpolate(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
                 a: int = option(0, NON_NEGATIVE_INT, help="Index of the first image."),
                 b: int = option(1, NON_NEGATIVE_INT, help="Index of the second image."),
@@ -211,8 +228,15 @@ def interpolate(ckpt: Path = typer.Argument(..., help="Checkpoint folder."),
                 steps: int = option(10, POSITIVE_INT, help="Images along the path."),
                 data: str = typer.Option("world", help="'world' or an image folder."),
                 seed: int = option(12345, NON_NEGATIVE_INT, help="World seed."),
+                feature: str = typer.Option(None, help="Label models: move only these label features (c, or the "
+                                                       "model's part: u, zc) of face a towards face b's."),
+                label: str = typer.Option(None, help="The label whose features --feature moves (default: the first)."),
+                predicted: bool = typer.Option(False, "--predicted", help="With --feature: use argmax q(y|x), not the world's labels."),
                 out: Path = output(Path("interpolation.png"), folder=False, help="PNG strip to write.")):
-    """Decode codes along the path between the codes of two images."""
+    """Decode codes along the path between the codes of two images; with --feature, face a with
+    its label features moved towards b's, d(y_a, z_a, c_a + alpha (c_b - c_a)) (Zou §6.4)."""
+    if feature is not None:
+        return _feature_path(ckpt, feature, label, predicted, a, b, steps, seed, out)
     from mien.control.direction import render
     from mien.control.interpolate import interpolate as path
     from mien.control.invert import invert

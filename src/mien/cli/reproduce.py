@@ -57,7 +57,7 @@ def zou_ch4(
     out: Path = output(Path("out/zou-ch4"), folder=True, help="Output folder (runs/, zou-ch4.md, fig4_6.png)."),
     folds: int = option(5, Range(int, 2), help="Outer stratified folds (at least 2)."),
     alphas: str = typer.Option("1,2", help="The inner grid's alpha values, comma-separated (thesis: 0.5,1,2,3,4,5)."),
-    sqrt_vs: str = typer.Option("1,1.6", help="The inner grid's sqrt(v) values (thesis: 0.7,1,1.3,1.6,1.9)."),
+    sqrt_vs: str = typer.Option("1.6,1.9", help="The inner grid's sqrt(v) values (thesis: 0.7,1,1.3,1.6,1.9)."),
     seed: int = option(0, NON_NEGATIVE_INT, help="Seed of the folds."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
 ):

@@ -17,6 +17,10 @@ DEFAULT_SIZE = 64
 class DataConfig:
     """Where batches come from: the world on the fly (default) or a folder (``path``).
 
+    World designs (:mod:`mien.data.world.factors`): ``fixed`` holds factors constant, ``ranges``
+    narrows continuous ones, ``weights`` replaces a discrete factor's marginal (``{expression:
+    {happy: 0.5}}`` makes half the faces happy, balancing the ``smile`` label).
+
     ``labels`` names the labels a semi-supervised model learns (world factors such as ``glasses``,
     or labels derived from them such as ``smile``, :mod:`mien.data.world.labels`); ``supervision``
     is the share of faces whose labels are shown (the batches then carry ``supervised``,
@@ -37,6 +41,7 @@ class DataConfig:
     design: str = "iid"
     fixed: dict = field(default_factory=dict)
     ranges: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
     n_identities: PositiveInt | None = None
     frames: list[PositiveInt] = field(default_factory=lambda: [35, 45])  # sequence lengths (source: sequences)
     batch_size: PositiveInt = 64
@@ -50,22 +55,23 @@ class DataConfig:
     cache: bool = True
 
 
-def make_dataset(cfg: DataConfig) -> Dataset:
+def make_dataset(cfg: DataConfig, progress: bool = True) -> Dataset:
     """The world on the fly, its landmark sequences (``source: sequences``, collated by padding), its
     face meshes (``source: meshes``, ``mesh_sequences``; :mod:`mien.data.world.mesh_data`; with
     ``data.path`` a real mesh folder, :mod:`mien.data.formats.coma`),
     or a folder (``data.path``): mien's image folders, or CelebA, FFHQ, AffectNet and FER2013 as
     they are unpacked (:mod:`mien.data.formats`; ``mien data prepare`` makes a faster copy); with
-    ``supervision`` set, wrapped in :class:`~mien.data.supervision.Supervised` (mask seeded by ``seed``)."""
+    ``supervision`` set, wrapped in :class:`~mien.data.supervision.Supervised` (mask seeded by ``seed``).
+    ``progress`` shows the bar of a world render cache's first build."""
     if cfg.supervision is not None:
         from mien.data.supervision import Supervised, check_rate
 
         check_rate(cfg.supervision)
-        return Supervised(_dataset(cfg), cfg.supervision, cfg.seed)
-    return _dataset(cfg)
+        return Supervised(_dataset(cfg, progress), cfg.supervision, cfg.seed)
+    return _dataset(cfg, progress)
 
 
-def _dataset(cfg: DataConfig) -> Dataset:
+def _dataset(cfg: DataConfig, progress: bool) -> Dataset:
     if cfg.source in ("meshes", "mesh_sequences") and cfg.path:
         from mien.data.formats.coma import MeshFolderDataset, MeshFolderSequences
 
@@ -86,7 +92,8 @@ def _dataset(cfg: DataConfig) -> Dataset:
         from mien.data.world import WorldDataset
 
         return WorldDataset(cfg.n, cfg.size, cfg.seed, cfg.design, labels=cfg.labels, fixed=cfg.fixed,
-                            ranges=cfg.ranges, n_identities=cfg.n_identities, cache=cfg.cache)
+                            ranges=cfg.ranges, weights=cfg.weights, n_identities=cfg.n_identities, cache=cfg.cache,
+                            progress=progress)
     from mien.data.folder import FolderDataset
     from mien.data.formats import detect_layout, open_layout
     from mien.data.formats.dataset import LayoutDataset

@@ -298,8 +298,8 @@ def world_tour(seed: int = 0, size: int = 64) -> tuple[torch.Tensor, list[str]]:
     f = ds.draw([0] * 8 + [1] * 8 + [2] * 8 + [3] * 8)
     f["expression"][:8] = torch.arange(8)
     labels = list(EXPRESSIONS)
-    edits = [({}, "plain"), ({"glasses": 1, "glasses_shape": 0}, "round glasses"),
-             ({"glasses": 1, "glasses_shape": 1}, "square glasses"), ({"beard": 1}, "beard"),
+    edits = [({}, "plain"), ({"glasses": 1, "glasses_shape": 0, "glasses_tint": 0.0}, "round glasses"),
+             ({"glasses": 1, "glasses_shape": 1, "glasses_tint": 1.0}, "square sunglasses"), ({"beard": 1}, "beard"),
              ({"hat": 1}, "hat"), ({"hair_style": 1}, "long hair"), ({"hair_style": 2}, "fringe"),
              ({"hair_style": 3}, "bald")]
     for j, (values, name) in enumerate(edits):

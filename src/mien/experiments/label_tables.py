@@ -21,7 +21,9 @@ from mien.metrics.image import lpips_mien
 
 TEST_SEED = 90_201
 GRID_PAIRS = 4
-SMILE = ("data.labels=[smile]", "model.labels=[smile]")
+# The smile rows draw half the faces happy (smile = happy at intensity >= 0.2, 40 % of faces; the
+# world's own marginal gives 11 %, CelebA's Smiling about 48 %), a named departure from the iid world.
+SMILE = ("data.labels=[smile]", "model.labels=[smile]", "data.weights={expression: {happy: 0.5}}")
 
 
 @dataclass(frozen=True)

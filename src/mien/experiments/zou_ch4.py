@@ -194,7 +194,7 @@ def _all_meshes(data) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def reproduce(config_path, out_dir, overrides: list[str] | None = None, folds: int = 5,
-              alphas=(1.0, 2.0), sqrt_vs=(1.0, 1.6), seed: int = 0, progress: bool = True) -> Path:
+              alphas=(1.0, 2.0), sqrt_vs=(1.6, 1.9), seed: int = 0, progress: bool = True) -> Path:
     """Run the protocol, write ``OUT/zou-ch4.md``, ``results.json``, ``fig4_6.png`` and the saliency
     renders; returns the report's path."""
     from mien.data.source import make_dataset

@@ -48,7 +48,7 @@ def read_config(ckpt_dir) -> dict:
 
 def training_world(ckpt_dir, n: int, seed: int, size: int | None = None, **fixed):
     """``n`` world faces drawn as the checkpoint's training data were (design, fixed factors,
-    ranges, identities), from ``seed``, at ``size`` (default: the training size); ``fixed``
+    ranges, weights, identities), from ``seed``, at ``size`` (default: the training size); ``fixed``
     holds more factors constant (e.g. ``expression="neutral"``)."""
     from mien.data.source import DEFAULT_SIZE
     from mien.data.world import WorldDataset
@@ -56,6 +56,7 @@ def training_world(ckpt_dir, n: int, seed: int, size: int | None = None, **fixed
     data = read_config(ckpt_dir).get("data") or {}
     return WorldDataset(n, size or data.get("size", DEFAULT_SIZE), seed, data.get("design", "iid"),
                         fixed={**(data.get("fixed") or {}), **fixed}, ranges=data.get("ranges") or {},
+                        weights=data.get("weights") or {},
                         n_identities=data.get("n_identities"), labels=data.get("labels") or ())
 
 

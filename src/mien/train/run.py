@@ -78,10 +78,10 @@ class EpochBudget(Callback):
 
 
 class _Data(L.LightningDataModule):
-    def __init__(self, cfg: RunConfig, dataset=None):
+    def __init__(self, cfg: RunConfig, dataset=None, progress: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.dataset = dataset if dataset is not None else make_dataset(cfg.data)
+        self.dataset = dataset if dataset is not None else make_dataset(cfg.data, progress)
 
     def train_dataloader(self):
         t = self.trainer
@@ -193,7 +193,7 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, dataset) -> 
     state = out / "state" / "last.ckpt"
     _quiet_lightning()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    data = _Data(cfg, dataset)
+    data = _Data(cfg, dataset, progress)
     model = build_model(cfg.model, data=data.dataset)
     as_built = start_from(model, cfg.train.init_from) if cfg.train.init_from and not resume else []
     module = TrainingModule(model, cfg.train, str(out))

@@ -52,6 +52,8 @@ _SPECS: list[tuple[Factor, tuple]] = (
         (Factor("tx", "continuous", range=(-0.04, 0.04), group="pose"), ("uniform",)),
         (Factor("ty", "continuous", range=(-0.04, 0.04), group="pose"), ("uniform",)),
         (Factor("scale", "continuous", range=(0.9, 1.1), group="pose"), ("uniform",)),
+        # appended last: a factor's random stream is its position here, so earlier factors keep their draws
+        (Factor("glasses_tint", "continuous", range=(0.0, 1.0), group="attribute"), ("uniform",)),
     ]
 )
 WORLD_FACTORS: list[Factor] = [f for f, _ in _SPECS]
@@ -106,20 +108,25 @@ class Design:
     """Base of the sampling designs: restrictions shared by all of them.
 
     fixed: factor name -> value (label or number) held constant; ranges: continuous factor ->
-    (low, high) narrowing its range; n_identities: draw identity factors from a finite pool.
+    (low, high) narrowing its range; weights: discrete factor -> {value: probability} replacing
+    its marginal (values not named share the rest equally), e.g. ``{expression: {happy: 0.5}}``
+    for balanced smiles; n_identities: draw identity factors from a finite pool.
     """
 
     fixed: dict = field(default_factory=dict)
     ranges: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
     n_identities: int | None = None
 
     def factors(self) -> list[Factor]:
         known = {f.name: f for f in WORLD_FACTORS}
-        for name in list(self.fixed) + list(self.ranges):
+        for name in list(self.fixed) + list(self.ranges) + list(self.weights):
             if name not in known:
                 raise ConfigError(f"unknown world factor {name!r}; known factors: {', '.join(known)}")
         for name, value in self.fixed.items():
             self.fixed_value(known[name], value)
+        for name in self.weights:
+            self.probabilities(known[name])
         out = []
         if self.n_identities is not None:
             out.append(Factor("identity", "categorical", values=tuple(str(i) for i in range(self.n_identities)),
@@ -156,10 +163,35 @@ class Design:
         for f in schema:
             if f.name == "identity":
                 out["identity"] = torch.from_numpy(self.identity_of(index))
+            elif f.name in self.weights:
+                cdf = torch.cumsum(self.probabilities(f), 0)
+                out[f.name] = torch.searchsorted(cdf, u[f.name].double(), right=True).clamp_(max=f.cardinality - 1)
             else:
                 out[f.name] = _apply_marginal(f, u[f.name])
         self.apply_fixed(out, schema)
         return out
+
+    def probabilities(self, factor: Factor) -> torch.Tensor:
+        """The probability of each value of a discrete ``factor`` under ``weights`` (float64)."""
+        given = self.weights[factor.name]
+        if not factor.discrete or not isinstance(given, dict) or not given:
+            raise ConfigError(f"weights for {factor.name!r} must map values of a discrete factor to probabilities, "
+                              "e.g. weights: {expression: {happy: 0.5}}")
+        p = torch.full((factor.cardinality,), float("nan"), dtype=torch.float64)
+        for value, prob in given.items():
+            try:
+                p[factor.index(value)] = float(prob)
+            except DataError as e:
+                raise ConfigError(f"bad weight: {e}") from None
+            except (TypeError, ValueError):
+                raise ConfigError(f"weight {prob!r} of {factor.name}={value} is not a number") from None
+        named = ~p.isnan()
+        if not (p[named] >= 0).all() or p[named].sum() > 1 + 1e-9 or (named.all() and abs(p.sum() - 1) > 1e-6):
+            raise ConfigError(f"weights of {factor.name!r} must be probabilities in [0, 1] summing to at most 1 "
+                              "(to exactly 1 when every value is named)")
+        if not named.all():
+            p[~named] = (1 - p[named].sum()).clamp_min(0) / (~named).sum()
+        return p
 
     @staticmethod
     def fixed_value(factor: Factor, value) -> float | int:

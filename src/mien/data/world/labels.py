@@ -2,7 +2,8 @@
 label the thesis contrasts), computed from drawn factors so the rendered faces do not change.
 
 - ``glasses`` is a drawn factor: its features (``glasses_shape``, ``glasses_size``,
-  ``glasses_colour``, ``glasses_thickness``) only show when y = 1 (the "glasses" type of §6.3.1).
+  ``glasses_colour``, ``glasses_thickness``, ``glasses_tint``: clear lenses to sunglasses, as
+  CelebA's Eyeglasses include both) only show when y = 1 (the "glasses" type of §6.3.1).
 - ``smile`` is derived: y = 1 when the expression is ``happy`` with ``intensity`` >=
   :data:`SMILE_MIN_INTENSITY` (a weaker happy face is hard to tell from neutral). Its features
   exist for both values (the "smile" type): for y = 1 the happy field's mouth curvature and
@@ -34,7 +35,8 @@ def derive_label(name: str, factors: dict[str, torch.Tensor]) -> torch.Tensor:
 # The factors a label swap exchanges: the label itself (when drawn) and its features (Zou §5.3.1,
 # §6.3.1). A smile is carried by the expression and its intensity, which also set the label.
 LABEL_FEATURES: dict[str, tuple[str, ...]] = {
-    "glasses": ("glasses", "glasses_shape", "glasses_size", "glasses_colour", "glasses_thickness"),
+    "glasses": ("glasses", "glasses_shape", "glasses_size", "glasses_colour", "glasses_thickness",
+                "glasses_tint"),
     "smile": ("expression", "intensity"),
 }
 

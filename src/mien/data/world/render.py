@@ -365,7 +365,9 @@ def _glasses(canvas, fc):
     a = torch.stack([centres[0] + ex, centres[0] - ex, centres[1] + ex], 1)
     bb = torch.stack([centres[1] - ex, fc.at(geo.AUX["ear_r"]), fc.at(geo.AUX["ear_l"])], 1)
     arms = segment_distance(w.p, a, bb) - th / 2
-    w.paint(torch.tensor([0.85, 0.92, 0.95]).expand(b, 3), coverage(torch.minimum(*lenses)) * 0.18)
+    tint = fc.f["glasses_tint"].float()[:, None]  # clear lenses (0) to sunglasses (1)
+    lens = torch.tensor([0.85, 0.92, 0.95]) * (1 - tint) + torch.tensor([0.08, 0.08, 0.11]) * tint
+    w.paint(lens, coverage(torch.minimum(*lenses)) * col(0.18 + 0.72 * tint[:, 0]))
     w.paint(fc.col["frame"], coverage(torch.minimum(torch.minimum(*rims), arms)))
     w.commit()
 
