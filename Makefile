@@ -145,15 +145,17 @@ cvqvae: install
 	  $(BIN)/mien swap $(CVQ)/variant_$$v --a 0 --b 1 --out $(CVQ)/variant_$$v/swap_0_1.png || exit 1; done
 # Zou ch. 5's Tab. 5.1 and ch. 6's Tab. 6.1, 6.2, 6.4-6.7 at the small preset (docs/zou-ch5, docs/zou-ch6):
 # every row whose preset is shipped, trained into one runs folder that both share, scored on 1,000 unseen
-# faces. At 5,000 steps a row that is 1 to 2 hours on a quiet 2-core CPU (7 rows for ch. 5, up to 30 for ch. 6);
-# ZOU_STEPS=train.max_steps=300 gives the short runs committed in docs/zou-ch5.
+# faces. At 5,000 steps a row is about 19 min of one core (0.23 s a step), and ZOU_JOBS rows train at a time
+# (7 rows for ch. 5, 18 more for ch. 6: about 1 h and 3 h with 2 jobs on 2 cores);
+# ZOU_STEPS=train.max_steps=300 gives short runs.
 ZOUL ?= out/zou-labels
 ZOU_STEPS ?=
+ZOU_JOBS ?= 2
 zou-ch5: install
-	$(BIN)/mien reproduce zou-ch5 --preset small --out $(ZOUL) --no-progress $(ZOU_STEPS)
+	OMP_NUM_THREADS=1 $(BIN)/mien reproduce zou-ch5 --preset small --out $(ZOUL) --no-progress --jobs $(ZOU_JOBS) $(ZOU_STEPS)
 	mkdir -p docs/zou-ch5/grids && cp $(ZOUL)/zou-ch5.md docs/zou-ch5/ && \
 	  for r in $$(grep -o 'grids/[a-z0-9_]*\.png' $(ZOUL)/zou-ch5.md); do cp $(ZOUL)/$$r docs/zou-ch5/grids/ || exit 1; done
 zou-ch6: install
-	$(BIN)/mien reproduce zou-ch6 --preset small --out $(ZOUL) --no-progress $(ZOU_STEPS)
+	OMP_NUM_THREADS=1 $(BIN)/mien reproduce zou-ch6 --preset small --out $(ZOUL) --no-progress --jobs $(ZOU_JOBS) $(ZOU_STEPS)
 	mkdir -p docs/zou-ch6/grids && cp $(ZOUL)/zou-ch6.md docs/zou-ch6/ && \
 	  for r in $$(grep -o 'grids/[a-z0-9_]*\.png' $(ZOUL)/zou-ch6.md); do cp $(ZOUL)/$$r docs/zou-ch6/grids/ || exit 1; done

@@ -248,3 +248,19 @@ def test_reproduce_zou_ch5_and_ch6_at_the_tiny_preset_share_runs(tmp_path, mien_
     assert "A, B: A+KLD, C: B+c, D: CGVAE, E: CVQVAE, F: CGVAE2" in ch6  # the variants run at small only
     new = {p.name for p in (out / "runs").iterdir()} - before
     assert all(p.startswith("cvqvae_tiny") for p in new), new  # only the cvqvae rows, once that family is shipped
+
+
+def test_rows_train_in_parallel_processes_dependent_rows_last_and_are_reused(tmp_path):
+    from mien.experiments.label_tables import Row, train_rows
+    from mien.models.checkpoint import read_config, read_meta
+
+    rows = [Row("needs M2", "jdvae", ("train.init_from={runs}/m2_tiny",)), Row("M2", "m2"), Row("PA1", "jdvae")]
+    runs = train_rows(rows, "tiny", tmp_path, ["train.max_steps=2", "data.n=64"], False, jobs=2)
+    assert list(runs) == ["needs M2", "M2", "PA1"]
+    assert all(read_meta(run)["steps"] == 2 for run in runs.values())
+    # the dependent row started from the M2 run, which had finished before it began
+    assert read_config(runs["needs M2"])["train"]["init_from"] == str(runs["M2"])
+    assert (runs["needs M2"] / "meta.json").stat().st_mtime > (runs["M2"] / "meta.json").stat().st_mtime
+    stamps = {name: (run / "model.safetensors").stat().st_mtime_ns for name, run in runs.items()}
+    again = train_rows(rows, "tiny", tmp_path, ["train.max_steps=2", "data.n=64"], False, jobs=2)
+    assert {name: (run / "model.safetensors").stat().st_mtime_ns for name, run in again.items()} == stamps

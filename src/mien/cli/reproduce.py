@@ -79,11 +79,12 @@ def _label_tables(name: str):
         out: Path = output(Path(f"out/{name}"), folder=True, help=f"Output folder (runs/, grids/, {name}.md)."),
         n: int = option(1000, POSITIVE_INT, "-n", help="Unseen test faces scored per row."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
+        jobs: int = option(1, POSITIVE_INT, help="Rows trained at a time, each in its own process (e.g. 2 on 2 cores)."),
     ):
         from importlib import import_module
 
         path = import_module(f"mien.experiments.{name.replace('-', '_')}").reproduce(
-            preset, out, list(overrides or []), n, progress)
+            preset, out, list(overrides or []), n, progress, jobs)
         typer.echo(path.read_text())
         typer.echo(f"written to {path}")
 

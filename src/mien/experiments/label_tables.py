@@ -50,19 +50,44 @@ class Row:
         return "_".join(filter(None, "".join(c if c.isalnum() else "_" for c in key.lower().replace("{runs}/", "")).split("_")))
 
 
-def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], progress: bool) -> dict[str, Path]:
+def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], progress: bool,
+               jobs: int = 1) -> dict[str, Path]:
     """Checkpoint folders ``out/runs/<row>`` of the rows that can run (trained, or reused when
-    finished); a row that appears in several tables trains once."""
+    finished); a row that appears in several tables trains once. ``jobs`` > 1 trains that many rows
+    at a time in separate processes (one torch thread each unless OMP_NUM_THREADS says more), rows
+    that start from another row's run (``{runs}`` in their overrides) after the others."""
     from mien.train import load_run_config
 
-    runs = {}
+    todo = {}
     for row in rows:
         path = row.config(preset)
-        if path is not None and row.name not in runs:
+        if path is not None and row.name not in todo:
             extra = [o.format(runs=out / "runs") for o in row.overrides]
-            cfg = load_run_config(path, [*overrides, *extra])
-            runs[row.name] = train_or_reuse(cfg, out / "runs" / row.folder(preset), progress)
-    return runs
+            todo[row.name] = (load_run_config(path, [*overrides, *extra]), out / "runs" / row.folder(preset),
+                              any("{runs}" in o for o in row.overrides))
+    if jobs <= 1:
+        return {name: train_or_reuse(cfg, folder, progress) for name, (cfg, folder, _) in todo.items()}
+    runs = {}
+    for second in (False, True):  # the rows other rows start from, then those
+        wave = {name: (cfg, folder) for name, (cfg, folder, after) in todo.items() if after == second}
+        runs.update(_in_processes(wave, jobs))
+    return {name: runs[name] for name in todo}
+
+
+def _in_processes(wave: dict, jobs: int) -> dict[str, Path]:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_job,
+                             initargs=(int(threads) if threads.isdigit() else 1,)) as pool:
+        futures = {name: pool.submit(train_or_reuse, cfg, folder, False) for name, (cfg, folder) in wave.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _one_job(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
 
 
 @torch.no_grad()

@@ -46,11 +46,12 @@ def orderings(scores: dict) -> str:
                  higher=False, strict=[False, True]), ""])
 
 
-def reproduce(preset: str, out_dir, overrides: list[str] | None = None, n: int = 1000, progress: bool = True) -> Path:
+def reproduce(preset: str, out_dir, overrides: list[str] | None = None, n: int = 1000, progress: bool = True,
+              jobs: int = 1) -> Path:
     """Train (or reuse) the rows at ``preset``, score them on ``n`` unseen faces, write
     ``OUT/zou-ch5.md`` and ``OUT/grids/``; returns the markdown's path."""
     out = ensure_writable_dir(out_dir)
-    runs = train_rows(ROWS, preset, out, list(overrides or []), progress)
+    runs = train_rows(ROWS, preset, out, list(overrides or []), progress, jobs)
     scores = score_rows(runs, out, n)
     acc = next(iter(scores.values()), {}).get("scoring_classifier_acc", float("nan"))
     extra = f", overrides {' '.join(overrides)}" if overrides else ""

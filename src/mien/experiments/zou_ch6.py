@@ -74,11 +74,12 @@ def orderings(scores: dict) -> str:
     return "\n".join([*lines, ""])
 
 
-def reproduce(preset: str, out_dir, overrides: list[str] | None = None, n: int = 1000, progress: bool = True) -> Path:
+def reproduce(preset: str, out_dir, overrides: list[str] | None = None, n: int = 1000, progress: bool = True,
+              jobs: int = 1) -> Path:
     """Train (or reuse) the rows that run at ``preset``, score them on ``n`` unseen faces, write
     ``OUT/zou-ch6.md`` and ``OUT/grids/``; returns the markdown's path."""
     out = ensure_writable_dir(out_dir)
-    runs = train_rows(ROWS, preset, out, list(overrides or []), progress)
+    runs = train_rows(ROWS, preset, out, list(overrides or []), progress, jobs)
     scores = score_rows(runs, out, n)
     extra = f", overrides {' '.join(overrides)}" if overrides else ""
     accs = {label: next((scores[r.name]["scoring_classifier_acc"] for r in rows if r.name in scores), float("nan"))
