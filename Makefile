@@ -91,7 +91,7 @@ z1z2-animation: install
 
 # Zou ch. 4 (docs/zou-ch4): Tab. 4.1, Fig. 4.6 and the saliency maps of the DVAE, its sigma-VAE baseline and
 # the classifiers C and C_recon, 5-fold stratified CV with an inner 2 x 2 grid, alpha 1, 2 x sqrt(v) 1.6, 1.9, at
-# the small preset (12 runs a fold, 13 in the first; about 1 CPU-hour in all, finished runs are reused).
+# the small preset (12 runs a fold, 13 in the first; 1 to 1.5 h on one core, finished runs are reused).
 # ZOU4_ARGS adds flags and overrides, e.g. a quick check: ZOU4_ARGS='--folds 2 --alphas 1 --sqrt-vs 1.9
 # model.K=3 model.filters=[8,8,8,16] model.hidden=128 train.max_steps=750 train.lr=2.0e-3'.
 ZOU4 ?= out/zou-ch4
