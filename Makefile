@@ -91,13 +91,15 @@ z1z2-animation: install
 
 # Zou ch. 4 (docs/zou-ch4): Tab. 4.1, Fig. 4.6 and the saliency maps of the DVAE, its sigma-VAE baseline and
 # the classifiers C and C_recon, 5-fold stratified CV with an inner 2 x 2 grid, alpha 1, 2 x sqrt(v) 1.6, 1.9, at
-# the small preset (12 runs a fold, 13 in the first; 1 to 1.5 h on one core, finished runs are reused).
+# the small preset (12 runs a fold, 13 in the first; 1 to 1.5 h on one core, ZOU4_JOBS folds at a time;
+# finished runs are reused).
 # ZOU4_ARGS adds flags and overrides, e.g. a quick check: ZOU4_ARGS='--folds 2 --alphas 1 --sqrt-vs 1.9
 # model.K=3 model.filters=[8,8,8,16] model.hidden=128 train.max_steps=750 train.lr=2.0e-3'.
 ZOU4 ?= out/zou-ch4
 ZOU4_ARGS ?=
+ZOU4_JOBS ?= 2
 zou-ch4: install
-	$(BIN)/mien reproduce zou-ch4 --preset small --out $(ZOU4) --no-progress $(ZOU4_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/mien reproduce zou-ch4 --preset small --out $(ZOU4) --no-progress --jobs $(ZOU4_JOBS) $(ZOU4_ARGS)
 	mkdir -p docs/zou-ch4 && cp $(ZOU4)/zou-ch4.md $(ZOU4)/results.json $(ZOU4)/fig4_6.png $(ZOU4)/saliency.png docs/zou-ch4/
 
 # The zoo GAN (zoo/stylegan, the stylegan/small preset), scored and published. About 1 h on a 2-core

@@ -202,3 +202,19 @@ def test_report_gives_mean_and_std_over_folds_and_writes_its_pictures(tmp_path):
     assert "| OSRSR (%) | 75.00 +- 35.36 |" in text and "| RE, DVAE sex preservation (mm) | 2.500 +- 0.707 |" in text
     assert "| C | 75.0 |" in text and "fold 1: alpha 2, sqrt(v) 1.3" in text
     assert Image.open(tmp_path / "fig4_6.png").size == (560, 380) and (tmp_path / "saliency.png").is_file()
+
+
+def test_reproduce_runs_folds_in_processes_and_a_sequential_rerun_reuses_them_exactly(tmp_path):
+    import json
+
+    from mien.config import preset_path
+    from mien.experiments.zou_ch4 import reproduce
+
+    args = (preset_path("dvae", "tiny"), tmp_path, ["train.max_steps=2"], 2, (1.0,), (1.6,))
+    reproduce(*args, progress=False, jobs=2)
+    parallel = json.loads((tmp_path / "results.json").read_text())
+    stamp = (tmp_path / "runs" / "fold1" / "dvae" / "model.safetensors").stat().st_mtime_ns
+    reproduce(*args, progress=False, jobs=1)
+    assert json.loads((tmp_path / "results.json").read_text()) == parallel and len(parallel["folds"]) == 2
+    assert (tmp_path / "runs" / "fold1" / "dvae" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (tmp_path / "zou-ch4.md").is_file() and (tmp_path / "fig4_6.png").is_file()

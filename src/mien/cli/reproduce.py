@@ -60,6 +60,7 @@ def zou_ch4(
     sqrt_vs: str = typer.Option("1.6,1.9", help="The inner grid's sqrt(v) values (thesis: 0.7,1,1.3,1.6,1.9)."),
     seed: int = option(0, NON_NEGATIVE_INT, help="Seed of the folds."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bars."),
+    jobs: int = option(1, POSITIVE_INT, help="Folds run at a time, each in its own process (e.g. 2 on 2 cores)."),
 ):
     """Nested CV of the DVAE, its sigma-VAE baseline and the classifiers C, C_recon: Tab. 4.1, Fig. 4.6, saliency."""
     from mien.config import preset_path
@@ -67,7 +68,7 @@ def zou_ch4(
 
     grid = ([NON_NEGATIVE.parse(a, "--alphas") for a in alphas.split(",")],
             [POSITIVE.parse(v, "--sqrt-vs") for v in sqrt_vs.split(",")])
-    path = reproduce(config or preset_path("dvae", preset), out, list(overrides or []), folds, *grid, seed, progress)
+    path = reproduce(config or preset_path("dvae", preset), out, list(overrides or []), folds, *grid, seed, progress, jobs)
     typer.echo(path.read_text())
     typer.echo(f"written to {path}")
 def _label_tables(name: str):

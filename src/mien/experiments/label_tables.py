@@ -16,6 +16,7 @@ import torch
 
 from mien.config import PRESETS
 from mien.control.swap import label_scores, label_swaps
+from mien.experiments.processes import in_processes
 from mien.experiments.zou_ch3 import _train as train_or_reuse
 from mien.metrics.image import lpips_mien
 
@@ -69,25 +70,9 @@ def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], pr
         return {name: train_or_reuse(cfg, folder, progress) for name, (cfg, folder, _) in todo.items()}
     runs = {}
     for second in (False, True):  # the rows other rows start from, then those
-        wave = {name: (cfg, folder) for name, (cfg, folder, after) in todo.items() if after == second}
-        runs.update(_in_processes(wave, jobs))
+        wave = {name: (cfg, folder, False) for name, (cfg, folder, after) in todo.items() if after == second}
+        runs.update(in_processes(train_or_reuse, wave, jobs))
     return {name: runs[name] for name in todo}
-
-
-def _in_processes(wave: dict, jobs: int) -> dict[str, Path]:
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = os.environ.get("OMP_NUM_THREADS", "1")
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_job,
-                             initargs=(int(threads) if threads.isdigit() else 1,)) as pool:
-        futures = {name: pool.submit(train_or_reuse, cfg, folder, False) for name, (cfg, folder) in wave.items()}
-        return {name: f.result() for name, f in futures.items()}
-
-
-def _one_job(threads: int) -> None:
-    torch.set_num_threads(max(1, threads))
 
 
 @torch.no_grad()

@@ -193,24 +193,44 @@ def _all_meshes(data) -> tuple[torch.Tensor, torch.Tensor]:
             torch.tensor([int(d["label"]) for d in items]))
 
 
-def reproduce(config_path, out_dir, overrides: list[str] | None = None, folds: int = 5,
-              alphas=(1.0, 2.0), sqrt_vs=(1.6, 1.9), seed: int = 0, progress: bool = True) -> Path:
-    """Run the protocol, write ``OUT/zou-ch4.md``, ``results.json``, ``fig4_6.png`` and the saliency
-    renders; returns the report's path."""
+def _protocol(config_path, overrides: list[str]):
+    """The base run config, the data set and all its meshes and labels."""
     from mien.data.source import make_dataset
     from mien.train import load_run_config
 
-    out = ensure_writable_dir(out_dir)
-    base = load_run_config(config_path, list(overrides or []))
+    base = load_run_config(config_path, overrides)
     if base.model.get("name") != "dvae":
         raise ConfigError(f"{config_path} is not a dvae config; pass dvae/<preset> or a copy of it")
     data = make_dataset(base.data)
-    meshes, y = _all_meshes(data)
+    return (base, data, *_all_meshes(data))
+
+
+def _fold(config_path, overrides: list[str], out: Path, k: int, folds: int, grid, seed: int, progress: bool,
+          prepared=None) -> dict:
+    """Fold ``k`` of the protocol (what a worker process runs, rebuilding the data itself)."""
+    base, data, meshes, y = prepared or _protocol(config_path, overrides)
+    train_idx, test_idx = stratified_folds(y.numpy(), folds, seed)[k]
+    runs = Runs(base, data, out / "runs" / f"fold{k}", progress)
+    return run_fold(runs, meshes, y, train_idx, test_idx, grid, seed, saliency=k == 0)
+
+
+def reproduce(config_path, out_dir, overrides: list[str] | None = None, folds: int = 5,
+              alphas=(1.0, 2.0), sqrt_vs=(1.6, 1.9), seed: int = 0, progress: bool = True, jobs: int = 1) -> Path:
+    """Run the protocol (``jobs`` folds at a time in separate processes), write ``OUT/zou-ch4.md``,
+    ``results.json``, ``fig4_6.png`` and the saliency renders; returns the report's path."""
+    from mien.experiments.processes import in_processes
+
+    out = ensure_writable_dir(out_dir)
+    overrides = list(overrides or [])
+    prepared = _protocol(config_path, overrides)
+    data, meshes, y = prepared[1:]
+    stratified_folds(y.numpy(), folds, seed)  # its errors before any training
     grid = [(float(a), float(v)) for a in alphas for v in sqrt_vs]
-    results = []
-    for k, (train_idx, test_idx) in enumerate(stratified_folds(y.numpy(), folds, seed)):
-        runs = Runs(base, data, out / "runs" / f"fold{k}", progress)
-        results.append(run_fold(runs, meshes, y, train_idx, test_idx, grid, seed, saliency=k == 0))
+    if jobs <= 1:
+        results = [_fold(config_path, overrides, out, k, folds, grid, seed, progress, prepared) for k in range(folds)]
+    else:
+        calls = {k: (config_path, overrides, out, k, folds, grid, seed, False) for k in range(folds)}
+        results = list(in_processes(_fold, calls, jobs).values())
     from mien.experiments.zou_ch4_report import write_report
 
     return write_report(out, results, data.template, meshes, y, Path(config_path).name, grid, FRACTIONS)

@@ -224,6 +224,7 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, dataset) -> 
         warnings.filterwarnings("ignore", ".*exists and is not empty.*")
         warnings.filterwarnings("ignore", ".*no pre-optimization state was saved.*")  # we save post-step state
         warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", r".*module\(s\) in eval mode.*")  # frozen parts (C_recon's DVAE)
         earlier = _read_rows(out / "metrics.csv") if resume else []
         _fit_or_interrupt(trainer, module, data, str(state) if resume else None)
     if earlier and trainer.global_rank == 0:
