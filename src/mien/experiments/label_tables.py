@@ -68,9 +68,9 @@ def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], pr
                               any("{runs}" in o for o in row.overrides))
     if jobs <= 1:
         return {name: train_or_reuse(cfg, folder, progress) for name, (cfg, folder, _) in todo.items()}
-    runs = {}
+    runs, quiet = {}, False  # no progress bars from several processes at once
     for second in (False, True):  # the rows other rows start from, then those
-        wave = {name: (cfg, folder, False) for name, (cfg, folder, after) in todo.items() if after == second}
+        wave = {name: (cfg, folder, quiet) for name, (cfg, folder, after) in todo.items() if after == second}
         runs.update(in_processes(train_or_reuse, wave, jobs))
     return {name: runs[name] for name in todo}
 
