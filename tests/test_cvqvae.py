@@ -201,3 +201,11 @@ def test_bad_cvqvae_inputs_are_one_line_errors(tmp_path, mien_main):
         cfg = load_run_config(preset_path("vqvae", "tiny"), ["train.max_steps=1", "data.n=32", "train.save_every=0"])
         vq = fit(cfg, tmp_path / "vq", progress=False)
         tiny(pretrained=str(vq)).fit_data(faces(4))
+
+
+def test_variant_c_preset_is_the_small_preset_that_zou_ch6_trains_once_for_three_rows():
+    import yaml
+
+    from mien.config import PRESETS
+
+    assert yaml.safe_load((PRESETS / "cvqvae/variant_c.yaml").read_text()) == yaml.safe_load((PRESETS / "cvqvae/small.yaml").read_text())

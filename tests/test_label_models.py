@@ -254,13 +254,17 @@ def test_rows_train_in_parallel_processes_dependent_rows_last_and_are_reused(tmp
     from mien.experiments.label_tables import Row, train_rows
     from mien.models.checkpoint import read_config, read_meta
 
-    rows = [Row("needs M2", "jdvae", ("train.init_from={runs}/m2_tiny",)), Row("M2", "m2"), Row("PA1", "jdvae")]
+    rows = [Row("needs M2", "jdvae", ("train.init_from={runs}/m2_tiny",)), Row("M2", "m2"), Row("PA1", "jdvae"),
+            Row("M2 of another table", "m2"), Row("M2, half the steps", "m2", step_share=0.5)]
     runs = train_rows(rows, "tiny", tmp_path, ["train.max_steps=2", "data.n=64"], False, jobs=2)
-    assert list(runs) == ["needs M2", "M2", "PA1"]
+    assert list(runs) == ["needs M2", "M2", "PA1", "M2 of another table", "M2, half the steps"]
+    assert runs["M2 of another table"] == runs["M2"]  # one folder, trained once (not by two processes at once)
+    assert runs["M2, half the steps"].name == "m2_tiny_steps50" and read_meta(runs.pop("M2, half the steps"))["steps"] == 1
     assert all(read_meta(run)["steps"] == 2 for run in runs.values())
     # the dependent row started from the M2 run, which had finished before it began
     assert read_config(runs["needs M2"])["train"]["init_from"] == str(runs["M2"])
     assert (runs["needs M2"] / "meta.json").stat().st_mtime > (runs["M2"] / "meta.json").stat().st_mtime
     stamps = {name: (run / "model.safetensors").stat().st_mtime_ns for name, run in runs.items()}
     again = train_rows(rows, "tiny", tmp_path, ["train.max_steps=2", "data.n=64"], False, jobs=2)
+    again.pop("M2, half the steps")
     assert {name: (run / "model.safetensors").stat().st_mtime_ns for name, run in again.items()} == stamps

@@ -31,13 +31,15 @@ SMILE = ("data.labels=[smile]", "model.labels=[smile]", "data.weights={expressio
 class Row:
     """A table row: ``family``'s preset (``preset``, default the experiment's) with ``overrides``
     (``{runs}`` in one stands for the runs folder, e.g. a two-step variant's pretrained run);
-    ``only_at``: the experiment presets the row runs at (all when empty)."""
+    ``only_at``: the experiment presets the row runs at (all when empty); ``step_share``: the
+    share of the configured ``train.max_steps`` it trains (a reduced sweep's rows, e.g. 0.4)."""
 
     name: str
     family: str
     overrides: tuple[str, ...] = ()
     preset: str | None = None
     only_at: tuple[str, ...] = ()
+    step_share: float = 1.0
 
     def config(self, preset: str) -> Path | None:
         """The preset file, None when it is not shipped or the row does not run at ``preset``."""
@@ -47,7 +49,8 @@ class Row:
     def folder(self, preset: str) -> str:
         """The run's folder name, from what it trains (rows of several tables that train the same
         thing share a run)."""
-        key = "_".join([self.family, self.preset or preset, *self.overrides])
+        share = [f"steps{round(100 * self.step_share)}"] if self.step_share < 1 else []
+        key = "_".join([self.family, self.preset or preset, *self.overrides, *share])
         return "_".join(filter(None, "".join(c if c.isalnum() else "_" for c in key.lower().replace("{runs}/", "")).split("_")))
 
 
@@ -59,20 +62,26 @@ def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], pr
     that start from another row's run (``{runs}`` in their overrides) after the others."""
     from mien.train import load_run_config
 
-    todo = {}
+    todo, folder_of = {}, {}  # one training per folder: rows of several tables may train the same thing
     for row in rows:
         path = row.config(preset)
-        if path is not None and row.name not in todo:
+        if path is not None and row.name not in folder_of:
+            folder = out / "runs" / row.folder(preset)
             extra = [o.format(runs=out / "runs") for o in row.overrides]
-            todo[row.name] = (load_run_config(path, [*overrides, *extra]), out / "runs" / row.folder(preset),
-                              any("{runs}" in o for o in row.overrides))
+            cfg = load_run_config(path, [*overrides, *extra])
+            if row.step_share < 1:
+                steps = max(1, round(cfg.train.max_steps * row.step_share))
+                cfg = load_run_config(path, [*overrides, *extra, f"train.max_steps={steps}"])
+            todo.setdefault(folder, (cfg, any("{runs}" in o for o in row.overrides)))
+            folder_of[row.name] = folder
     if jobs <= 1:
-        return {name: train_or_reuse(cfg, folder, progress) for name, (cfg, folder, _) in todo.items()}
-    runs, quiet = {}, False  # no progress bars from several processes at once
-    for second in (False, True):  # the rows other rows start from, then those
-        wave = {name: (cfg, folder, quiet) for name, (cfg, folder, after) in todo.items() if after == second}
-        runs.update(in_processes(train_or_reuse, wave, jobs))
-    return {name: runs[name] for name in todo}
+        runs = {folder: train_or_reuse(cfg, folder, progress) for folder, (cfg, _) in todo.items()}
+    else:
+        runs, quiet = {}, False  # no progress bars from several processes at once
+        for second in (False, True):  # the rows other rows start from, then those
+            wave = {folder: (cfg, folder, quiet) for folder, (cfg, after) in todo.items() if after == second}
+            runs.update(in_processes(train_or_reuse, wave, jobs))
+    return {name: runs[folder] for name, folder in folder_of.items()}
 
 
 @torch.no_grad()
