@@ -251,13 +251,14 @@ def test_reproduce_zou_ch5_and_ch6_at_the_tiny_preset_share_runs(tmp_path, mien_
 
 
 def test_rows_train_in_parallel_processes_dependent_rows_last_and_are_reused(tmp_path):
-    from mien.experiments.label_tables import Row, train_rows
+    from mien.experiments.label_tables import SMILE, Row, train_rows
     from mien.models.checkpoint import read_config, read_meta
 
     rows = [Row("needs M2", "jdvae", ("train.init_from={runs}/m2_tiny",)), Row("M2", "m2"), Row("PA1", "jdvae"),
-            Row("M2 of another table", "m2"), Row("M2, half the steps", "m2", step_share=0.5)]
+            Row("M2 of another table", "m2"), Row("M2, half the steps", "m2", step_share=0.5), Row("M2 (smile)", "m2", SMILE)]
     runs = train_rows(rows, "tiny", tmp_path, ["train.max_steps=2", "data.n=64"], False, jobs=2)
-    assert list(runs) == ["needs M2", "M2", "PA1", "M2 of another table", "M2, half the steps"]
+    assert list(runs) == ["needs M2", "M2", "PA1", "M2 of another table", "M2, half the steps", "M2 (smile)"]
+    assert read_config(runs["M2 (smile)"])["data"]["weights"] == {"expression": {"happy": 0.5}}  # braces kept
     assert runs["M2 of another table"] == runs["M2"]  # one folder, trained once (not by two processes at once)
     assert runs["M2, half the steps"].name == "m2_tiny_steps50" and read_meta(runs.pop("M2, half the steps"))["steps"] == 1
     assert all(read_meta(run)["steps"] == 2 for run in runs.values())

@@ -67,7 +67,7 @@ def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], pr
         path = row.config(preset)
         if path is not None and row.name not in folder_of:
             folder = out / "runs" / row.folder(preset)
-            extra = [o.format(runs=out / "runs") for o in row.overrides]
+            extra = [o.replace("{runs}", str(out / "runs")) for o in row.overrides]
             cfg = load_run_config(path, [*overrides, *extra])
             if row.step_share < 1:
                 steps = max(1, round(cfg.train.max_steps * row.step_share))
