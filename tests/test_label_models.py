@@ -91,6 +91,7 @@ def test_exact_swap_targets_are_world_rerenders_and_a_perfect_swap_scores_zero()
     scores = label_scores(oracle, batch["image"], f, "glasses", ev)
     assert scores["exact_lpips"] == pytest.approx(0, abs=1e-6) and scores["exact_feature"] == pytest.approx(0, abs=1e-4)
     assert scores["bca"] == 1.0 and scores["pairs"] == k
+    assert abs(scores["z_label_bca"] - 0.5) < 0.2  # the oracle's z (a face index) keeps nothing of the label
     # the perfect swaps are the re-renders, which the evaluator reads about as well as real faces
     assert scores["sr_plus"] > 0.85 and scores["sr_minus"] > 0.85 and scores["scoring_classifier_acc"] > 0.9
     assert scores["sr"] == pytest.approx((scores["sr_plus"] + scores["sr_minus"]) / 2)
@@ -169,7 +170,7 @@ def test_eval_ckpt_reports_the_label_metrics_and_the_scoring_classifiers_accurac
     assert code == 0, cap.err
     m = json.loads(out.read_text())["metrics"]
     for key in ("sr_plus", "sr_minus", "sr", "cfd", "bca", "lpips_mien", "fid_mien", "swap_fid_mien",
-                "scoring_classifier_acc", "exact_lpips", "exact_feature", "pairs"):
+                "scoring_classifier_acc", "exact_lpips", "exact_feature", "pairs", "z_label_bca"):
         assert key in m and m[key] == m[key], key
     assert m["sr"] == pytest.approx((m["sr_plus"] + m["sr_minus"]) / 2) and m["scoring_classifier_acc"] > 0.9
     assert "scoring_classifier_acc" in cap.out

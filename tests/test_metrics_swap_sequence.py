@@ -9,7 +9,7 @@ import torch
 from mien.data.world import WorldDataset, WorldSequenceDataset, pad_sequences
 from mien.errors import ConfigError, DataError
 from mien.metrics.sequence import landmark_error, sequence_accuracy, sequence_fd
-from mien.metrics.swap import bca, cfd, sr_minus, sr_plus, swap_scores
+from mien.metrics.swap import bca, cfd, label_probe_bca, sr_minus, sr_plus, swap_scores
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,6 +26,19 @@ def test_swap_rates_of_real_faces_follow_their_attribute():
     assert cfd(with_, without) > 0
     with pytest.raises(ConfigError, match="unknown attribute"):
         sr_plus(with_, "moustache")
+
+
+def test_label_probe_reaches_the_bayes_accuracy_of_a_planted_shift_and_chance_without_one():
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    z = rng.standard_normal((4000, 6))
+    assert abs(label_probe_bca(z, y) - 0.5) < 0.03  # codes that keep nothing of y
+    z[:, 2] += 2.0 * y  # one coordinate shifted by 2 standard deviations: Bayes accuracy Phi(1)
+    assert label_probe_bca(z, y) == pytest.approx(norm.cdf(1.0), abs=0.02)
+    z[:, 4] = y  # a copy of the label
+    assert label_probe_bca(z, y) == 1.0
 
 
 def test_bca_is_the_mean_of_per_class_recalls():

@@ -27,7 +27,7 @@ from mien.data.world.labels import LABEL_FEATURES, renderable, swapped_factors
 from mien.data.world.render import render
 from mien.errors import ConfigError, DataError
 from mien.metrics.fid import fid_from_features, image_features
-from mien.metrics.swap import bca, classifier_accuracy, exact_swap_distances, swap_scores
+from mien.metrics.swap import bca, classifier_accuracy, exact_swap_distances, label_probe_bca, swap_scores
 
 LAMBDA_RANGE = (0.0, 2.0)
 
@@ -216,7 +216,7 @@ def label_swaps(model, images: torch.Tensor, factors: dict, label: str | int | N
     dev = model.device
     out = _chunked(lambda a, b, ya, yb: {k: v.cpu() for k, v in swap(model, a.to(dev), b.to(dev), l, ya, yb).items()},
                    images[ia], images[ib], y[ia], y[ib])
-    result = {"index_a": ia, "index_b": ib, "a": out["a"], "b": out["b"], "y": y[:, l]}
+    result = {"index_a": ia, "index_b": ib, "a": out["a"], "b": out["b"], "y": y[:, l], "labels": y}
     if name in LABEL_FEATURES and renderable(factors):
         result["target_a"], result["target_b"] = exact_targets(name, {n: v[ia] for n, v in factors.items()},
                                                                {n: v[ib] for n, v in factors.items()}, images.shape[-1])
@@ -231,7 +231,8 @@ def label_scores(model, images: torch.Tensor, factors: dict, label: str | int | 
     thesis's FID), ``bca`` of argmax q(y|x) on every face, ``scoring_classifier_acc`` of the
     scoring classifier on the real faces, ``pairs``, and on world faces ``exact_lpips`` and
     ``exact_feature`` of both swap directions to their exact targets
-    (:func:`mien.metrics.swap.exact_swap_distances`)."""
+    (:func:`mien.metrics.swap.exact_swap_distances`), and ``z_label_bca``: how well a linear probe
+    reads the label back from z, the label-free part of q(.|x, y) (50 % when z keeps none of it)."""
     l = label_index(model, label)
     name = model.config.labels[l]
     s = label_swaps(model, images, factors, l)
@@ -243,6 +244,9 @@ def label_scores(model, images: torch.Tensor, factors: dict, label: str | int | 
     pred = _chunked(lambda x: model.predict(x.to(model.device)).cpu(), images)[:, l]
     scores["bca"] = bca(s["y"].numpy(), pred.numpy())
     scores["scoring_classifier_acc"] = classifier_accuracy(images, s["y"], name, evaluator)
+    z = _chunked(lambda x, y: _encode(model, x.to(model.device), y.to(model.device))["z"].flatten(1).cpu(),
+                 images, s["labels"])
+    scores["z_label_bca"] = label_probe_bca(z.numpy(), s["y"].numpy())
     if "target_a" in s:
         scores.update(exact_swap_distances(swapped, torch.cat([s["target_a"], s["target_b"]]), evaluator))
     scores["pairs"] = float(len(ia))

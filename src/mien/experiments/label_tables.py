@@ -115,6 +115,18 @@ def score_run(run: Path, n: int, grid: Path | None = None) -> dict:
     return scores
 
 
+def standard_error_note(scores: dict[str, dict]) -> str:
+    """A sentence giving an SR's standard error at the fewest pairs scored (binomial, at most
+    sqrt(1/4n)), so that differences in the tables can be read against it."""
+    pairs = [s["pairs"] for s in scores.values() if s.get("pairs")]
+    if not pairs:
+        return ""
+    n = int(min(pairs))
+    return (f"With {n} or more swap pairs a row, one standard error of an SR is at most {50 / n ** 0.5:.1f} points; "
+            "'y from z' is the held-out balanced accuracy of a linear probe reading the label from z "
+            "(50 % when z keeps none of it).\n\n")
+
+
 def _cell(value, kind: str) -> str:
     if value is None:
         return "-"

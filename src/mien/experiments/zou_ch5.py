@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mien.experiments.label_tables import Row, figures, ordering, score_rows, table, train_rows
+from mien.experiments.label_tables import Row, figures, ordering, score_rows, standard_error_note, table, train_rows
 from mien.io import atomic_write_text, ensure_writable_dir
 
 ROWS = [
@@ -30,7 +30,7 @@ THESIS = {"CCVAE": ("99.38%", "19.37%", "0.4414", "95.45%"), "CCVAE2": ("95.52%"
           "PA1 without tokens": ("-", "47.23%", "-", "-")}
 COLUMNS = [("SR(-)", "sr_minus", "%"), ("SR(+)", "sr_plus", "%"), ("LPIPS", "lpips_mien", "3"), ("BCA", "bca", "%"),
            ("CFD", "cfd", "2"), ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2"),
-           ("steps", "steps", "d")]
+           ("y from z", "z_label_bca", "%"), ("steps", "steps", "d")]
 
 
 def orderings(scores: dict) -> str:
@@ -61,7 +61,7 @@ def reproduce(preset: str, out_dir, overrides: list[str] | None = None, n: int =
               "the thesis's ResNet-50: 98.69%); LPIPS is "
               "lpips_mien of plain reconstructions; CFD and 'exact feature' are L2 distances of evaluator "
               "features; 'exact' columns compare each swap with the world's re-render of the same face with "
-              "the other face's label and features.\n\n")
+              "the other face's label and features. " + standard_error_note(scores))
     body = table("Tab. 5.1 and the ablations of §5.4 (glasses)", ROWS, scores, COLUMNS, THESIS,
                  " (their presets are not shipped on this branch)")
     return atomic_write_text(out / "zou-ch5.md", "\n".join([header + body, orderings(scores), figures(runs)]))

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mien.experiments.label_tables import SMILE, Row, best, figures, ordering, score_rows, table, train_rows
+from mien.experiments.label_tables import (SMILE, Row, best, figures, ordering, score_rows, standard_error_note, table,
+                                          train_rows)
 from mien.io import atomic_write_text, ensure_writable_dir
 
 SMALL = ("small",)
@@ -57,10 +58,10 @@ THESIS_SWEEP = {"base (C)": ("100%", "79.13%", "0.093", "20.05"), "K = 64": ("10
                 "beta = 1e-5": ("99.92%", "72.07%", "0.098", "20.24"), "beta = 1e-3": ("100%", "77.34%", "0.095", "20.17")}
 COLUMNS_62 = [("CFD", "cfd", "2"), ("SR(-)", "sr_minus", "%"), ("SR(+)", "sr_plus", "%"), ("FID", "swap_fid_mien", "2"),
               ("BCA", "bca", "%"), ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2"),
-           ("steps", "steps", "d")]
+              ("y from z", "z_label_bca", "%"), ("steps", "steps", "d")]
 COLUMNS_61 = [("SR(-)", "sr_minus", "%"), ("SR(+)", "sr_plus", "%"), ("CFD", "cfd", "2"), ("FID", "swap_fid_mien", "2"),
               ("exact LPIPS", "exact_lpips", "3"), ("exact feature", "exact_feature", "2"),
-           ("steps", "steps", "d")]
+              ("y from z", "z_label_bca", "%"), ("steps", "steps", "d")]
 ROWS = [*COMPARISON["glasses"], *COMPARISON["smile"], *VARIANTS, *SWEEP]
 
 
@@ -93,7 +94,7 @@ def reproduce(preset: str, out_dir, overrides: list[str] | None = None, n: int =
               f"with true labels, scored by mien's evaluator (accuracy on these real faces: glasses {accs['glasses']:.2%}, "
               f"smile {accs['smile']:.2%}; the thesis's ResNet-50: 98.69 % and 93.07 %). FID is fid_mien of the swaps "
               "against the real faces; 'exact' columns compare each swap with the world's re-render of the face with "
-              "the other face's label and features.\n\n")
+              "the other face's label and features. " + standard_error_note(scores))
     note = " (their presets are not shipped on this branch, or they run at the small preset only)"
     body = [table("Tab. 6.2: comparison (glasses)", COMPARISON["glasses"], scores, COLUMNS_62, THESIS_62, note),
             table("Tab. 6.2: comparison (smile)", COMPARISON["smile"], scores, COLUMNS_62, THESIS_62, note),

@@ -92,6 +92,23 @@ def bca(y_true, y_pred) -> float:
     return float(np.mean([(p[t == c] == c).mean() for c in np.unique(t)]))
 
 
+def label_probe_bca(codes, y, folds: int = 5, seed: int = 0) -> float:
+    """Held-out balanced accuracy of a linear probe (logistic regression on standardised codes,
+    ``folds``-fold stratified) reading a binary label ``y`` from ``codes`` (N x D): 0.5 when the
+    codes keep nothing linear of the label. On a label model's z it measures what Zou §5.3 and
+    §6.3 assume, that z is independent of y; a z that keeps y decodes it back after a swap."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    z = np.asarray(codes, dtype=np.float64).reshape(len(codes), -1)
+    t = np.asarray(y).reshape(-1).astype(int)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    pred = cross_val_predict(probe, z, t, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return bca(t, pred)
+
+
 def swap_scores(added, real_with, removed, real_without, attribute: str = "glasses", evaluator=None) -> dict:
     """SR(+), SR(-), their mean SR (Zou Tab. 6.3) and CFD over both swap directions: ``added`` =
     D(z_0, c_1, y=1) paired with ``real_with`` = x_{y=1}; ``removed`` = D(z_1, c_0, y=0) paired
