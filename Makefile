@@ -148,9 +148,13 @@ cvqvae: install
 # Zou ch. 5's Tab. 5.1 and ch. 6's Tab. 6.1, 6.2, 6.4-6.7 at the small preset (docs/zou-ch5, docs/zou-ch6):
 # every row whose preset is shipped, trained into one runs folder that both share, scored on 1,000 unseen
 # faces. At 5,000 steps a row is about 19 min of one core (0.23 s a step), and ZOU_JOBS rows train at a time
-# (7 rows for ch. 5, 18 more for ch. 6: about 1 h and 3 h with 2 jobs on 2 cores);
+# (7 rows for ch. 5, 17 more for ch. 6, the sweep's 8 at 40 % of the steps: about 1 h and 2.5 h with 2 jobs
+# on 2 cores);
 # ZOU_STEPS=train.max_steps=300 gives short runs.
 ZOUL ?= out/zou-labels
+# the two-step CVQVAE (Tab. 6.1's E) whose c zou-ch6 scales (lambda c) and interpolates (§6.4), on world
+# faces 0 and 12 of world seed 12345, the CLI's default (both with glasses, lens tint 0.59 and 0.99)
+ZOUE ?= $(ZOUL)/runs/cvqvae_variant_e_model_pretrained_cvqvae_variant_d
 ZOU_STEPS ?=
 ZOU_JOBS ?= 2
 zou-ch5: install
@@ -161,3 +165,6 @@ zou-ch6: install
 	OMP_NUM_THREADS=1 $(BIN)/mien reproduce zou-ch6 --preset small --out $(ZOUL) --no-progress --jobs $(ZOU_JOBS) $(ZOU_STEPS)
 	mkdir -p docs/zou-ch6/grids && cp $(ZOUL)/zou-ch6.md docs/zou-ch6/ && \
 	  for r in $$(grep -o 'grids/[a-z0-9_]*\.png' $(ZOUL)/zou-ch6.md); do cp $(ZOUL)/$$r docs/zou-ch6/grids/ || exit 1; done
+	mkdir -p docs/zou-ch6/edits && for i in 0 12; do \
+	  $(BIN)/mien traverse $(ZOUE) --feature c --magnitude 0,2 --index $$i --out docs/zou-ch6/edits/magnitude_$$i.png || exit 1; done && \
+	  $(BIN)/mien interpolate $(ZOUE) --feature c --a 0 --b 12 --steps 9 --out docs/zou-ch6/edits/interpolate_0_12.png
