@@ -148,7 +148,7 @@ cvqvae: install
 # Zou ch. 5's Tab. 5.1 and ch. 6's Tab. 6.1, 6.2, 6.4-6.7 at the small preset (docs/zou-ch5, docs/zou-ch6):
 # every row whose preset is shipped, trained into one runs folder that both share, scored on 1,000 unseen
 # faces. At 5,000 steps a row is about 19 min of one core (0.23 s a step), and ZOU_JOBS rows train at a time
-# (7 rows for ch. 5, 17 more for ch. 6, the sweep's 8 at 40 % of the steps: about 1 h and 2.5 h with 2 jobs
+# (7 rows for ch. 5, 18 more for ch. 6, the sweep's 8 at 40 % of the steps: about 1 h and 2.5 h with 2 jobs
 # on 2 cores);
 # ZOU_STEPS=train.max_steps=300 gives short runs.
 ZOUL ?= out/zou-labels
