@@ -203,7 +203,7 @@ def test_bad_cvqvae_inputs_are_one_line_errors(tmp_path, mien_main):
         tiny(pretrained=str(vq)).fit_data(faces(4))
 
 
-def test_variant_c_preset_is_the_small_preset_that_zou_ch6_trains_once_for_three_rows():
+def test_variant_c_preset_is_the_small_preset_that_zou_ch6_trains_once_for_two_rows():
     import yaml
 
     from mien.config import PRESETS

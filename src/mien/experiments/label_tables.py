@@ -77,9 +77,10 @@ def train_rows(rows: list[Row], preset: str, out: Path, overrides: list[str], pr
     if jobs <= 1:
         runs = {folder: train_or_reuse(cfg, folder, progress) for folder, (cfg, _) in todo.items()}
     else:
-        runs, quiet = {}, False  # no progress bars from several processes at once
+        runs = {}
         for second in (False, True):  # the rows other rows start from, then those
-            wave = {folder: (cfg, folder, quiet) for folder, (cfg, after) in todo.items() if after == second}
+            # progress False: no bars from several processes at once
+            wave = {folder: (cfg, folder, False) for folder, (cfg, after) in todo.items() if after == second}
             runs.update(in_processes(train_or_reuse, wave, jobs))
     return {name: runs[folder] for name, folder in folder_of.items()}
 

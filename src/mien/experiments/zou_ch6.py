@@ -7,7 +7,7 @@ Tab. 6.2's CCVAE row is the ``ccvae2`` preset: in ch. 6 "for all methods, the ar
 the encoder and of the decoder are similar to those of JDVAE" (§6.4; its numbers are CCVAE2's
 of Tab. 5.1). Departures (named): Tab. 6.2's JDVAE row is PA2 (its numbers in the thesis are PA2's of Tab. 5.1);
 its CVQVAE row is the one-step ``cvqvae/<preset>`` (variant C), the two-step E being Tab. 6.1's;
-variant C, Tab. 6.2's CVQVAE and the sweep's base are one run (``variant_c.yaml`` is ``small.yaml``);
+variant C and Tab. 6.2's CVQVAE are one run (``variant_c.yaml`` is ``small.yaml``);
 the variant presets are small-size, so Tab. 6.1 runs at the small preset only; the sweep varies
 the one-step CVQVAE (the thesis varies E) over fewer values (N_z only at small, where the
 encoder's depth sets it), each row and its own base trained for 40 % of the preset's steps.
@@ -99,6 +99,6 @@ def reproduce(preset: str, out_dir, overrides: list[str] | None = None, n: int =
     body = [table("Tab. 6.2: comparison (glasses)", COMPARISON["glasses"], scores, COLUMNS_62, THESIS_62, note),
             table("Tab. 6.2: comparison (smile)", COMPARISON["smile"], scores, COLUMNS_62, THESIS_62, note),
             table("Tab. 6.1: variants A-F (glasses)", VARIANTS, scores, COLUMNS_61, THESIS_61, note),
-            table("Tab. 6.4-6.7: sensitivity, reduced (glasses; one setting changed from the base; 40 % of the steps)", SWEEP, scores,
-                  COLUMNS_61, THESIS_SWEEP, note)]
+            table("Tab. 6.4-6.7: sensitivity, reduced (glasses; one setting changed from the base; 40 % of the steps)",
+                  SWEEP, scores, COLUMNS_61, THESIS_SWEEP, note)]
     return atomic_write_text(out / "zou-ch6.md", "\n".join([header, *body, orderings(scores), figures(runs)]))
